@@ -1,0 +1,120 @@
+"""Checking and converting what a caller passes to ``infer`` against the model's inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+import openvino as ov
+
+from ._errors import InputCountError, InputDtypeError, InputNameError, InputShapeError
+
+Inputs = Union[np.ndarray, Sequence[Any], Mapping[Union[str, int], Any]]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One model input or output: its names, shape (``-1`` for a dynamic dimension) and element type."""
+
+    name: str
+    names: tuple[str, ...]
+    shape: tuple[int, ...] | None
+    element_type: str
+    dtype: np.dtype | None
+
+    @classmethod
+    def of(cls, port: ov.Output) -> TensorInfo:
+        pshape = port.get_partial_shape()
+        shape = (
+            None
+            if pshape.rank.is_dynamic
+            else tuple(d.get_length() if d.is_static else -1 for d in pshape)
+        )
+        names = tuple(sorted(port.get_names()))
+        etype = port.get_element_type()
+        try:
+            dtype = np.dtype(etype.to_dtype())
+        except Exception:  # element types numpy lacks (e.g. f8) stay None
+            dtype = None
+        return cls(port.any_name if names else "", names, shape, etype.get_type_name(), dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        return {"name": self.name, "names": list(self.names), "shape": self.shape, "element_type": self.element_type}
+
+
+class InputAdapter:
+    """Turns one caller's inputs into ``{index: ndarray}`` matching the model, or raises an InputError."""
+
+    def __init__(self, inputs: Sequence[TensorInfo], partial_shapes: Sequence[ov.PartialShape]) -> None:
+        self.inputs = tuple(inputs)
+        self._pshapes = tuple(partial_shapes)
+        self._by_name = {n: i for i, info in enumerate(self.inputs) for n in info.names}
+
+    def __call__(self, data: Inputs) -> dict[int, np.ndarray]:
+        return {i: self._convert(i, value) for i, value in self._by_index(data).items()}
+
+    def _by_index(self, data: Inputs) -> dict[int, Any]:
+        count = len(self.inputs)
+        if isinstance(data, Mapping):
+            items = {self._index(key): value for key, value in data.items()}
+        elif isinstance(data, (list, tuple)) and count > 1:
+            items = dict(enumerate(data))
+        else:
+            items = {0: data}
+        if len(items) != count:
+            raise InputCountError(
+                f"the model takes {count} input(s) {self._names()}, got {len(items)}"
+                + ("" if isinstance(data, Mapping) else " (pass a list by input index or a dict by name)")
+            )
+        return items
+
+    def _index(self, key: str | int) -> int:
+        if isinstance(key, int) and not isinstance(key, bool) and 0 <= key < len(self.inputs):
+            return key
+        if isinstance(key, str) and key in self._by_name:
+            return self._by_name[key]
+        raise InputNameError(f"the model has no input {key!r}; its inputs are {self._names()}")
+
+    def _names(self) -> list[str]:
+        return [info.name or str(i) for i, info in enumerate(self.inputs)]
+
+    def _convert(self, index: int, value: Any) -> np.ndarray:
+        info = self.inputs[index]
+        array = value if isinstance(value, np.ndarray) else _as_array(info, value)
+        if info.dtype is not None and array.dtype != info.dtype:
+            array = _cast(info, array)
+        if not self._pshapes[index].compatible(ov.PartialShape(list(array.shape))):
+            raise InputShapeError(
+                f"input {info.name!r}: expected shape {_fmt(info.shape)}, got {list(array.shape)}"
+            )
+        return array
+
+
+def _as_array(info: TensorInfo, value: Any) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InputDtypeError(
+            f"input {info.name!r}: cannot make an array of {type(value).__name__} ({exc}); "
+            f"expected an array of {info.dtype}"
+        ) from exc
+
+
+def _cast(info: TensorInfo, array: np.ndarray) -> np.ndarray:
+    target = info.dtype
+    assert target is not None
+    if array.dtype.kind in "biuf" and np.can_cast(array.dtype, target, casting="same_kind"):
+        return array.astype(target)
+    raise InputDtypeError(
+        f"input {info.name!r}: dtype {array.dtype} cannot be converted to the model's {target} "
+        f"({info.element_type}) without changing its kind (float to int, signed to unsigned, ...); pass {target}"
+    )
+
+
+def _fmt(shape: tuple[int, ...] | None) -> str:
+    if shape is None:
+        return "(any rank)"
+    return "[" + ",".join("?" if d < 0 else str(d) for d in shape) + "]"

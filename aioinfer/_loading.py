@@ -1,0 +1,134 @@
+"""Reading, reshaping and compiling a model (blocking: callers run this on a worker thread)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import openvino as ov
+
+from ._errors import (
+    ov_message,
+    DeviceNotAvailableError,
+    ModelLoadError,
+    ModelNotFoundError,
+    UnsupportedModelFormatError,
+    WeightsNotFoundError,
+)
+
+ModelSource = Union[str, "os.PathLike[str]", bytes, ov.Model]
+ShapeLike = Sequence[int] | str
+ReshapeSpec = ShapeLike | Mapping[str | int, ShapeLike] | None
+
+SUPPORTED_SUFFIXES = (".xml", ".onnx", ".tflite", ".pdmodel", ".pb")
+_VIRTUAL_DEVICES = {"AUTO", "MULTI", "HETERO", "BATCH"}
+
+
+@functools.cache
+def core() -> ov.Core:
+    """The process-wide OpenVINO Core (one per process keeps plugin state and caches shared)."""
+    return ov.Core()
+
+
+def read_model(source: ModelSource) -> ov.Model:
+    """Read a model from a path, raw bytes, or pass an ``openvino.Model`` through (copied)."""
+    if isinstance(source, ov.Model):
+        return source.clone()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _read_bytes(bytes(source))
+    if not isinstance(source, (str, os.PathLike)):
+        raise UnsupportedModelFormatError(
+            f"cannot load a model from {type(source).__name__}: expected a path, bytes or openvino.Model"
+        )
+    return _read_path(Path(source))
+
+
+def _read_path(path: Path) -> ov.Model:
+    if not path.exists():
+        raise ModelNotFoundError(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UnsupportedModelFormatError(
+            f"unsupported model format {suffix or '(no suffix)'!r} for {str(path)!r}; "
+            f"expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if suffix == ".xml" and not path.with_suffix(".bin").exists():
+        raise WeightsNotFoundError(path, path.with_suffix(".bin"))
+    try:
+        return core().read_model(str(path))
+    except RuntimeError as exc:
+        raise ModelLoadError(f"OpenVINO could not read {str(path)!r}: {ov_message(exc)}") from exc
+
+
+def _read_bytes(data: bytes) -> ov.Model:
+    if not data:
+        raise UnsupportedModelFormatError("cannot load a model from empty bytes")
+    try:
+        return core().read_model(io.BytesIO(data))
+    except RuntimeError as exc:
+        raise UnsupportedModelFormatError(
+            f"OpenVINO could not read the {len(data)} model bytes (expected an ONNX or IR model "
+            f"serialized in memory): {ov_message(exc)}"
+        ) from exc
+
+
+def reshape(model: ov.Model, spec: ReshapeSpec) -> None:
+    """Reshape ``model`` in place: one shape for a single-input model, or a mapping by name/index."""
+    if spec is None:
+        return
+    if not isinstance(spec, Mapping):
+        if len(model.inputs) != 1:
+            raise ModelLoadError(
+                f"reshape needs a mapping by input name: the model has {len(model.inputs)} inputs"
+            )
+        spec = {0: spec}
+    shapes: dict[Any, ov.PartialShape] = {}
+    for key, shape in spec.items():
+        port = model.inputs[key] if isinstance(key, int) else _input_by_name(model, key)
+        shapes[port] = ov.PartialShape(shape if isinstance(shape, str) else [int(d) for d in shape])
+    try:
+        model.reshape(shapes)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"cannot reshape the model to {dict(spec)}: {ov_message(exc)}") from exc
+
+
+def _input_by_name(model: ov.Model, name: str) -> ov.Output:
+    for port in model.inputs:
+        if name in port.get_names():
+            return port
+    names = [p.any_name for p in model.inputs]
+    raise ModelLoadError(f"reshape names input {name!r}, but the model's inputs are {names}")
+
+
+def check_device(device: str) -> None:
+    """Raise DeviceNotAvailableError if ``device`` names a physical device this machine lacks.
+
+    Virtual devices (AUTO, MULTI, HETERO, BATCH) pass through; the devices they list are checked.
+    """
+    available = core().available_devices
+    for name in _physical_devices(device):
+        if name in available or ("." not in name and any(d.split(".")[0] == name for d in available)):
+            continue
+        raise DeviceNotAvailableError(device, name, available)
+
+
+def _physical_devices(device: str) -> list[str]:
+    head, _, rest = device.partition(":")
+    if head.upper() in _VIRTUAL_DEVICES:
+        return [n for part in rest.split(",") for n in _physical_devices(re.sub(r"\(.*\)$", "", part.strip()))]
+    return [device.strip()] if device.strip() else []
+
+
+def compile_model(model: ov.Model, device: str, config: Mapping[str, Any]) -> ov.CompiledModel:
+    """Compile ``model`` on ``device`` with ``config``; OpenVINO's failures become ModelLoadError."""
+    check_device(device)
+    try:
+        return core().compile_model(model, device, dict(config))
+    except RuntimeError as exc:
+        raise ModelLoadError(f"OpenVINO could not compile the model for {device!r}: {ov_message(exc)}") from exc
+

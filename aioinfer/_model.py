@@ -1,0 +1,235 @@
+"""``AsyncModel``, the awaitable face of a compiled model, and ``load()`` that makes one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import openvino as ov
+
+from . import _loading
+from ._inputs import InputAdapter, Inputs, TensorInfo
+from ._outputs import Outputs
+from ._pool import RequestPool
+from ._stats import Stats
+
+if TYPE_CHECKING:
+    from ._map import MapResult
+
+DEFAULT_HINT = "THROUGHPUT"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was loaded and how it runs."""
+
+    name: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    device: str
+    execution_devices: tuple[str, ...]
+    num_requests: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy."""
+        return {
+            "name": self.name,
+            "inputs": [i.to_dict() for i in self.inputs],
+            "outputs": [o.to_dict() for o in self.outputs],
+            "device": self.device,
+            "execution_devices": list(self.execution_devices),
+            "num_requests": self.num_requests,
+            "config": dict(self.config),
+        }
+
+
+class AsyncModel:
+    """A compiled model served by a pool of infer requests; ``await model.infer(x)`` from any task.
+
+    Made by :func:`load`. Bound to the event loop it was loaded in.
+    """
+
+    def __init__(
+        self,
+        compiled: ov.CompiledModel,
+        *,
+        device: str,
+        num_requests: int | None = None,
+        max_queue: int | None = None,
+        share_inputs: bool = False,
+    ) -> None:
+        self.compiled = compiled
+        n = num_requests or _optimal_requests(compiled)
+        outputs = tuple(TensorInfo.of(p) for p in compiled.outputs)
+        self._adapt = InputAdapter(
+            [TensorInfo.of(p) for p in compiled.inputs], [p.get_partial_shape() for p in compiled.inputs]
+        )
+        self._pool = RequestPool(
+            compiled,
+            n,
+            output_names=[o.name or str(i) for i, o in enumerate(outputs)],
+            output_index={name: i for i, o in enumerate(outputs) for name in o.names},
+            max_queue=max_queue,
+            share_inputs=share_inputs,
+        )
+        self.info = ModelInfo(
+            name=_model_name(compiled),
+            inputs=self._adapt.inputs,
+            outputs=outputs,
+            device=device,
+            execution_devices=tuple(_property(compiled, "EXECUTION_DEVICES", [device])),
+            num_requests=n,
+            config=_compile_config(compiled),
+        )
+
+    async def infer(self, inputs: Inputs, *, timeout: float | None = None) -> Outputs:
+        """Run the model on ``inputs`` and return its outputs.
+
+        ``inputs`` is one array (single-input model), a list by input index, or a dict by input name.
+        Waits FIFO for a free request; raises :class:`QueueFull` at once when ``max_queue`` callers
+        already wait, :class:`InferTimeout` after ``timeout`` seconds, an :class:`InputError` for
+        inputs that do not fit the model, :class:`InferenceError` if the device fails. Cancelling
+        the caller drops the job, or cancels it on the device, and frees its request.
+        """
+        return await self._pool.run(self._adapt(inputs), timeout)
+
+    __call__ = infer
+
+    def map(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        max_in_flight: int | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+    ) -> AsyncIterator[MapResult]:
+        """Infer every item of a (sync or async) iterable with at most ``max_in_flight`` in flight.
+
+        See :func:`aioinfer.amap` for the full contract.
+        """
+        from ._map import amap
+
+        return amap(
+            self.infer,
+            items,
+            max_in_flight=max_in_flight or 2 * self.info.num_requests,
+            ordered=ordered,
+            return_exceptions=return_exceptions,
+        )
+
+    def stats(self) -> Stats:
+        """Counters (submitted, completed, failed, cancelled, rejected, in flight, queued) and
+        latency percentiles in ms of device time and of the whole await."""
+        return self._pool.stats()
+
+    @property
+    def closed(self) -> bool:
+        return self._pool._closed
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Stop taking work, let what was submitted finish (at most ``timeout`` seconds, then it is
+        failed with ClosedError and cancelled on the device), and release the requests. Idempotent."""
+        await self._pool.aclose(timeout)
+
+    async def __aenter__(self) -> AsyncModel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self.info.num_requests} requests"
+        return f"<AsyncModel {self.info.name!r} on {self.info.device} ({state})>"
+
+
+class _Loading:
+    """What :func:`load` returns: await it, or use it as ``async with``."""
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+        self._model: AsyncModel | None = None
+
+    def __await__(self) -> Generator[Any, None, AsyncModel]:
+        return self._factory().__await__()
+
+    async def __aenter__(self) -> AsyncModel:
+        self._model = await self._factory()
+        return self._model
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._model is not None:
+            await self._model.aclose()
+
+
+def load(
+    model: str | os.PathLike[str] | bytes | ov.Model,
+    *,
+    device: str = "AUTO",
+    num_requests: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    reshape: _loading.ReshapeSpec = None,
+    max_queue: int | None = None,
+    share_inputs: bool = False,
+) -> _Loading:
+    """Read and compile ``model`` off the event loop and wrap it in an :class:`AsyncModel`.
+
+    ``model``: a path (.xml beside its .bin, .onnx, .tflite, .pdmodel, .pb), the model's bytes, or
+    an ``openvino.Model``. ``device`` passes through to OpenVINO (``CPU``, ``GPU``, ``AUTO``,
+    ``HETERO:GPU,CPU``, ...). ``num_requests=None`` uses the device's optimal number of requests.
+    ``config`` is OpenVINO's compile config; ``PERFORMANCE_HINT`` defaults to ``THROUGHPUT``.
+    ``reshape`` fixes input shapes at load (one shape, or a mapping by input name/index).
+    ``max_queue`` bounds the callers waiting for a request: beyond it ``infer`` raises
+    :class:`QueueFull` at once. ``share_inputs=True`` lets the device read the caller's arrays
+    without a copy: then an input array must not be modified until its ``infer`` has returned.
+
+    Use as ``model = await load(...)`` or ``async with load(...) as model``.
+    """
+    cfg = {"PERFORMANCE_HINT": DEFAULT_HINT, **(config or {})}
+    if cache_dir is not None:
+        cfg["CACHE_DIR"] = str(Path(cache_dir))
+
+    def compile_() -> ov.CompiledModel:
+        ov_model = _loading.read_model(model)
+        _loading.reshape(ov_model, reshape)
+        return _loading.compile_model(ov_model, device, cfg)
+
+    async def make() -> AsyncModel:
+        compiled = await anyio.to_thread.run_sync(compile_)
+        return AsyncModel(
+            compiled, device=device, num_requests=num_requests, max_queue=max_queue, share_inputs=share_inputs
+        )
+
+    return _Loading(make)
+
+
+def _optimal_requests(compiled: ov.CompiledModel) -> int:
+    return max(1, int(_property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1)))
+
+
+def _property(compiled: ov.CompiledModel, name: str, default: Any) -> Any:
+    try:
+        return compiled.get_property(name)
+    except RuntimeError:
+        return default
+
+
+def _model_name(compiled: ov.CompiledModel) -> str:
+    return str(_property(compiled, "NETWORK_NAME", "model"))
+
+
+def _compile_config(compiled: ov.CompiledModel) -> dict[str, Any]:
+    """The compiled model's readable properties, as JSON-friendly values."""
+    config: dict[str, Any] = {}
+    for key in _property(compiled, "SUPPORTED_PROPERTIES", {}):
+        if key in ("SUPPORTED_PROPERTIES", "NETWORK_NAME", "EXECUTION_DEVICES"):
+            continue
+        value = _property(compiled, key, None)
+        config[key] = value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
+    return config
+

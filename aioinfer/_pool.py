@@ -1,0 +1,338 @@
+"""The bridge between OpenVINO's callback threads and asyncio: a pool of infer requests.
+
+Threading rules, which every method below keeps:
+
+* ``_lock`` (a ``threading.Lock``) guards the queue, the slots and the hand-over list. It is taken by
+  the event loop, by OpenVINO's completion callbacks and by the watchdog thread, always briefly.
+* Nothing but the event loop touches an asyncio object. Other threads append ``(job, outcome)`` to
+  ``_done`` and, when that list was empty, wake the loop once with ``call_soon_threadsafe``.
+* A request is restarted by whoever releases it: the completion callback starts the next queued job
+  directly, so the device never waits for a busy loop.
+* OpenVINO does not call the callback when a job fails or is cancelled on the device (``wait()``
+  raises instead). The watchdog thread polls running requests and recovers those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from ._errors import ClosedError, InferenceError, InferTimeout, QueueFull, ov_message
+from ._outputs import Outputs
+from ._stats import Recorder, Stats
+
+QUEUED, RUNNING, DONE, CANCELLED = "queued", "running", "done", "cancelled"
+WATCH_INTERVAL_S = 0.05  # how often running requests are checked for failures the callback misses
+
+
+class _Job:
+    __slots__ = ("inputs", "future", "state", "slot", "t_submit", "timer")
+
+    def __init__(self, inputs: dict[int, np.ndarray], future: asyncio.Future[Outputs]) -> None:
+        self.inputs = inputs
+        self.future = future
+        self.state = QUEUED
+        self.slot: _Slot | None = None
+        self.t_submit = time.perf_counter()
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _Slot:
+    """One infer request and the job it is running (``job is None`` when idle)."""
+
+    __slots__ = ("request", "job", "gen", "started")
+
+    def __init__(self, request: ov.InferRequest) -> None:
+        self.request = request
+        self.job: _Job | None = None
+        self.gen = 0  # bumped at each assignment, so a late report about an older job is ignored
+        self.started = False  # start_async of the current job has returned
+
+
+class RequestPool:
+    """At most ``len(requests)`` jobs on the device, further callers queued FIFO (bounded by
+    ``max_queue``), results delivered to the event loop that created the pool."""
+
+    def __init__(
+        self,
+        compiled: ov.CompiledModel,
+        num_requests: int,
+        *,
+        output_names: Sequence[str],
+        output_index: dict[str, int],
+        max_queue: int | None = None,
+        share_inputs: bool = False,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()
+        self._max_queue = max_queue
+        self._share_inputs = share_inputs
+        self._n_out = len(compiled.outputs)
+        self._out_names = tuple(output_names)
+        self._out_index = output_index
+        self._slots = [_Slot(compiled.create_infer_request()) for _ in range(num_requests)]
+        for slot in self._slots:
+            slot.request.set_callback(self._on_complete, slot)
+        self._idle = list(reversed(self._slots))
+        self._queue: deque[_Job] = deque()
+        self._queued = 0  # live (not cancelled) jobs in _queue
+        self._done: list[tuple[_Job, Outputs | None, BaseException | None, float]] = []
+        self._stats = Recorder()
+        self._closed = False
+        self._stopped = False
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._kick = threading.Event()
+        self._watchdog = threading.Thread(
+            target=_watch, args=(weakref.ref(self), self._kick), name="aioinfer-watchdog", daemon=True
+        )
+        self._watchdog.start()
+
+    # -- the event loop's side ----------------------------------------------------------------
+
+    @property
+    def num_requests(self) -> int:
+        return len(self._slots)
+
+    async def run(self, inputs: dict[int, np.ndarray], timeout: float | None = None) -> Outputs:
+        """Run one job; cancelling the caller drops it from the queue or cancels it on the device."""
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError("this model belongs to another event loop; load it in the loop that uses it")
+        job = _Job(inputs, self._loop.create_future())
+        slot = self._submit(job)
+        if slot is not None:
+            self._start(slot, job)
+        if timeout is not None:
+            job.timer = self._loop.call_later(timeout, self._expire, job, timeout)
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._cancel(job)
+            raise
+        finally:
+            if job.timer is not None:
+                job.timer.cancel()
+
+    def _submit(self, job: _Job) -> _Slot | None:
+        with self._lock:
+            if self._closed:
+                raise ClosedError("the model is closed: it takes no more work")
+            if self._idle:
+                slot = self._idle.pop()
+                self._assign(slot, job)
+                self._stats.submitted += 1
+                return slot
+            if self._max_queue is not None and self._queued >= self._max_queue:
+                self._stats.rejected += 1
+                raise QueueFull(
+                    f"{self._queued} callers already wait for one of {len(self._slots)} requests "
+                    f"(max_queue={self._max_queue}); retry later"
+                )
+            self._queue.append(job)
+            self._queued += 1
+            self._stats.submitted += 1
+            return None
+
+    def _expire(self, job: _Job, timeout: float) -> None:
+        if not job.future.done():
+            job.future.set_exception(InferTimeout(f"inference did not finish within {timeout:g} s"))
+            self._cancel(job)
+
+    def _cancel(self, job: _Job) -> None:
+        """The caller gave up: drop a queued job, cancel a running one on the device."""
+        with self._lock:
+            state, job.state = job.state, CANCELLED
+            if state == QUEUED:
+                self._queued -= 1
+            elif state == RUNNING and job.slot is not None and job.slot.started:
+                job.slot.request.cancel()  # under the lock: the request cannot have moved on
+            if state in (QUEUED, RUNNING):
+                self._stats.cancelled += 1
+        if state == RUNNING:
+            self._kick.set()
+
+    def _drain(self) -> None:
+        """Runs on the loop: deliver every outcome handed over since the last wake-up."""
+        with self._lock:
+            done, self._done = self._done, []
+        now = time.perf_counter()
+        stats = self._stats
+        for job, outputs, error, device_ms in done:
+            if job.state == CANCELLED or job.future.done():
+                continue
+            job.state = DONE
+            if error is not None:
+                stats.failed += 1
+                job.future.set_exception(error)
+            else:
+                stats.completed += 1
+                stats.device_ms.append(device_ms)
+                stats.await_ms.append((now - job.t_submit) * 1e3)
+                job.future.set_result(outputs)  # type: ignore[arg-type]
+        if self._idle_waiters and self._is_idle():
+            for waiter in self._idle_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._idle_waiters.clear()
+
+    def stats(self) -> Stats:
+        with self._lock:
+            running = sum(1 for s in self._slots if s.job is not None and s.job.state == RUNNING)
+            return self._stats.snapshot(running, self._queued, len(self._slots))
+
+    def busy_requests(self) -> int:
+        """Requests not idle, including those finishing a cancelled job."""
+        with self._lock:
+            return len(self._slots) - len(self._idle)
+
+    def _is_idle(self) -> bool:
+        with self._lock:
+            return len(self._idle) == len(self._slots) and not self._done
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Take no more work; let queued and running jobs finish (up to ``timeout`` seconds), then
+        fail what is left with ClosedError, cancel it on the device, and release the requests."""
+        with self._lock:
+            self._closed = True
+        try:
+            await asyncio.wait_for(self._wait_idle(), timeout)
+        except asyncio.TimeoutError:
+            self._abort_all()
+            await self._wait_idle()
+        except asyncio.CancelledError:
+            self._abort_all()  # the watchdog still recovers the requests after we are gone
+            raise
+        finally:
+            self._stopped = True
+            self._kick.set()
+        with self._lock:
+            self._idle.clear()  # drop the requests: nothing can reach them any more
+            self._slots.clear()
+
+    async def _wait_idle(self) -> None:
+        if self._is_idle():
+            return
+        waiter = self._loop.create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
+
+    def _abort_all(self) -> None:
+        with self._lock:
+            pending = [j for j in self._queue if j.state == QUEUED]
+            pending += [s.job for s in self._slots if s.job is not None and s.job.state == RUNNING]
+        for job in pending:
+            if not job.future.done():
+                job.future.set_exception(ClosedError("the model was closed before this job finished"))
+            self._cancel(job)
+
+    # -- any thread ---------------------------------------------------------------------------
+
+    def _assign(self, slot: _Slot, job: _Job) -> None:
+        """Give ``slot`` to ``job`` (caller holds the lock)."""
+        slot.job = job
+        slot.gen += 1
+        slot.started = False
+        job.slot = slot
+        job.state = RUNNING
+
+    def _start(self, slot: _Slot, job: _Job) -> None:
+        gen = slot.gen
+        try:
+            slot.request.start_async(job.inputs, share_inputs=self._share_inputs)
+        except Exception as exc:  # rejected before it ran (e.g. a shape the plugin refuses)
+            self._release(slot, gen, None, InferenceError(ov_message(exc)), 0.0)
+            return
+        with self._lock:
+            if slot.gen != gen:
+                return
+            slot.started = True
+            cancelled = job.state == CANCELLED
+            if cancelled:  # the caller gave up while the job was being started
+                slot.request.cancel()
+        if cancelled:
+            self._kick.set()
+
+    def _on_complete(self, slot: _Slot) -> None:
+        """OpenVINO's completion callback (its thread). Must never raise: that could abort the process."""
+        try:
+            with self._lock:
+                job, gen = slot.job, slot.gen
+            if job is None:
+                return
+            request = slot.request
+            arrays = [np.array(request.get_output_tensor(i).data) for i in range(self._n_out)]
+            outputs = Outputs(arrays, self._out_names, self._out_index)
+            self._release(slot, gen, outputs, None, request.latency)
+        except BaseException:  # noqa: BLE001 - nothing may escape into OpenVINO's thread
+            pass
+
+    def _poll(self) -> None:
+        """Watchdog thread: find running jobs that failed or were cancelled on the device."""
+        with self._lock:
+            running = [(s, s.gen, s.job) for s in self._slots if s.job is not None and s.started]
+        for slot, gen, job in running:
+            try:
+                slot.request.wait_for(20 if job.state == CANCELLED else 0)
+            except Exception as exc:  # noqa: BLE001 - no callback comes for this job
+                error = InferenceError(f"the device failed to run the job: {ov_message(exc)}")
+                self._release(slot, gen, None, error, 0.0)
+
+    def _release(
+        self, slot: _Slot, gen: int, outputs: Outputs | None, error: BaseException | None, device_ms: float
+    ) -> None:
+        """Hand the finished job's outcome to the loop and give the request its next job."""
+        with self._lock:
+            job = slot.job
+            if slot.gen != gen or job is None:
+                return  # already handled by someone else
+            nxt = self._next_queued()
+            if nxt is not None:
+                self._assign(slot, nxt)
+            else:
+                slot.job = None
+                slot.started = False
+                self._idle.append(slot)
+            self._done.append((job, outputs, error, device_ms))
+            wake = len(self._done) == 1
+        if nxt is not None:
+            self._start(slot, nxt)
+        if wake:
+            self._wake()
+
+    def _next_queued(self) -> _Job | None:
+        while self._queue:
+            job = self._queue.popleft()
+            if job.state == QUEUED:
+                self._queued -= 1
+                return job
+        return None
+
+    def _wake(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: nobody is left to deliver to
+            with self._lock:
+                self._done.clear()
+
+
+def _watch(pool_ref: weakref.ReferenceType[RequestPool], kick: threading.Event) -> None:
+    """Watchdog thread body; holds the pool only weakly so an abandoned pool can be collected."""
+    while True:
+        pool = pool_ref()
+        if pool is None or (pool._stopped and pool.busy_requests() == 0):
+            return
+        interval = WATCH_INTERVAL_S if pool.busy_requests() else 1.0
+        del pool
+        kick.wait(interval)
+        kick.clear()
+        pool = pool_ref()
+        if pool is not None:
+            pool._poll()
+        del pool
