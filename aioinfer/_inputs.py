@@ -51,6 +51,8 @@ class InputAdapter:
     def __init__(self, inputs: Sequence[TensorInfo], partial_shapes: Sequence[ov.PartialShape]) -> None:
         self.inputs = tuple(inputs)
         self._pshapes = tuple(partial_shapes)
+        # shapes whose dynamic dimensions are unbounded are checked in Python; others by OpenVINO
+        self._simple = tuple(_unbounded_dynamic(p) for p in self._pshapes)
         self._by_name = {n: i for i, info in enumerate(self.inputs) for n in info.names}
 
     def __call__(self, data: Inputs) -> dict[int, np.ndarray]:
@@ -86,11 +88,22 @@ class InputAdapter:
         array = value if isinstance(value, np.ndarray) else _as_array(info, value)
         if info.dtype is not None and array.dtype != info.dtype:
             array = _cast(info, array)
-        if not self._pshapes[index].compatible(ov.PartialShape(list(array.shape))):
+        if not self._fits(index, array.shape):
             raise InputShapeError(
                 f"input {info.name!r}: expected shape {_fmt(info.shape)}, got {list(array.shape)}"
             )
         return array
+
+
+    def _fits(self, index: int, shape: tuple[int, ...]) -> bool:
+        expected = self.inputs[index].shape
+        if self._simple[index] and expected is not None:
+            return len(shape) == len(expected) and all(e < 0 or e == d for e, d in zip(expected, shape))
+        return self._pshapes[index].compatible(ov.PartialShape(list(shape)))
+
+
+def _unbounded_dynamic(pshape: ov.PartialShape) -> bool:
+    return pshape.rank.is_static and all(d.is_static or (d.get_min_length() == 0 and d.get_max_length() < 0) for d in pshape)
 
 
 def _as_array(info: TensorInfo, value: Any) -> np.ndarray:

@@ -1,0 +1,262 @@
+"""``Batcher``: concurrent small calls grouped into one inference on a model with a batch dimension."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable
+
+import anyio
+import numpy as np
+import openvino as ov
+
+from ._errors import ClosedError, InferenceError, InferTimeout, InputShapeError, QueueFull
+from ._inputs import InputAdapter, Inputs
+from ._model import AsyncModel
+from ._outputs import Outputs
+
+
+class _Item:
+    __slots__ = ("arrays", "size", "key", "future", "t_arrival")
+
+    def __init__(self, arrays: dict[int, np.ndarray], future: asyncio.Future[Outputs]) -> None:
+        self.arrays = arrays
+        self.size = _batch_size(arrays)
+        self.key = tuple((a.shape[1:], a.dtype.str) for _, a in sorted(arrays.items()))
+        self.future = future
+        self.t_arrival = time.perf_counter()
+
+
+class Batcher:
+    """Groups concurrent ``infer`` calls into one inference of up to ``max_batch_size`` items.
+
+    Each call passes inputs with a leading batch dimension (usually 1), exactly as the model takes
+    them, and gets back only its own rows of every output. The first waiting call waits at most
+    ``max_delay_ms`` for others to join; while every request of the model is busy, calls keep
+    gathering, so batches grow with load. A model with a fixed batch size ``N`` gets batches padded
+    to ``N`` rows (``max_batch_size`` is capped at ``N``).
+
+    A call that is cancelled or times out leaves the batch it joined running for the others. An
+    input that does not fit the model fails only its own call (an :class:`InputError`); if a whole
+    batch fails on the device, its calls are retried one by one so only the faulty one fails.
+    Beyond ``max_queue`` waiting calls, ``infer`` raises :class:`QueueFull` at once.
+
+    Use it in the event loop the model was loaded in; ``async with Batcher(model) as b`` or
+    ``await b.aclose()`` when done (the model itself stays open).
+    """
+
+    def __init__(
+        self,
+        model: AsyncModel,
+        *,
+        max_batch_size: int = 8,
+        max_delay_ms: float = 2.0,
+        max_queue: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if max_delay_ms < 0:
+            raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms}")
+        self.model = model
+        self._fixed = _batch_dimension(model)
+        self.max_batch_size = min(max_batch_size, self._fixed or max_batch_size)
+        self.max_delay = max_delay_ms / 1e3
+        self.max_queue = max_queue
+        self._on_batch = on_batch
+        self._adapt = _relaxed_adapter(model)
+        self._out_index = {name: i for i, o in enumerate(model.info.outputs) for name in o.names}
+        self._pending: deque[_Item] = deque()
+        self._arrived = asyncio.Event()
+        self._free = asyncio.Semaphore(model.info.num_requests)  # batches on the device at once
+        self._running: set[asyncio.Task[None]] = set()
+        self._collector: asyncio.Task[None] | None = None
+        self._closed = False
+        self.batches = 0  # batches run so far
+        self.items = 0  # calls served by them
+
+    @property
+    def pending(self) -> int:
+        """Calls waiting to join a batch."""
+        return sum(1 for item in self._pending if not item.future.done())
+
+    async def infer(self, inputs: Inputs, *, timeout: float | None = None) -> Outputs:
+        """Run ``inputs`` (leading batch dimension included) as part of a batch; return its own outputs.
+
+        Raises like :meth:`AsyncModel.infer`: :class:`InputError` for inputs that do not fit,
+        :class:`QueueFull`, :class:`InferTimeout` after ``timeout`` seconds, :class:`ClosedError`.
+        """
+        if self._closed:
+            raise ClosedError("the batcher is closed: it takes no more work")
+        item = _Item(self._adapt(inputs), asyncio.get_running_loop().create_future())
+        if self._fixed is not None and item.size > self._fixed:
+            raise InputShapeError(f"the model takes at most {self._fixed} rows per call, got {item.size}")
+        if self.max_queue is not None and self.pending >= self.max_queue:
+            raise QueueFull(f"{self.max_queue} calls already wait for a batch (max_queue={self.max_queue}); retry later")
+        self._pending.append(item)
+        self._arrived.set()
+        if self._collector is None:
+            self._collector = asyncio.create_task(self._collect(), name="aioinfer-batcher")
+        try:
+            with anyio.fail_after(timeout):
+                return await asyncio.shield(item.future)
+        except TimeoutError:
+            raise InferTimeout(f"inference did not finish within {timeout:g} s") from None
+        finally:
+            item.future.cancel()  # no-op once it has a result; otherwise the batch skips it
+
+    async def _collect(self) -> None:
+        while True:
+            await self._free.acquire()
+            batch = await self._gather()
+            task = asyncio.create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _gather(self) -> list[_Item]:
+        """Wait for a first live call, then for others with the same trailing shapes, up to the deadline."""
+        while not self._take_live_head():
+            self._arrived.clear()
+            await self._arrived.wait()
+        first = self._pending.popleft()
+        batch, size = [first], first.size
+        deadline = first.t_arrival + self.max_delay
+        while size < self.max_batch_size:
+            joined = self._join(batch, size, first.key)
+            size += joined
+            remaining = deadline - time.perf_counter()
+            if size >= self.max_batch_size or remaining <= 0:
+                break
+            if not joined:
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except asyncio.TimeoutError:
+                    self._join(batch, size, first.key)
+                    break
+        return batch
+
+    def _take_live_head(self) -> bool:
+        while self._pending and self._pending[0].future.done():
+            self._pending.popleft()
+        return bool(self._pending)
+
+    def _join(self, batch: list[_Item], size: int, key: tuple) -> int:
+        """Move waiting calls that fit into ``batch``; return how many rows joined."""
+        joined = 0
+        for item in list(self._pending):
+            if item.future.done():
+                self._pending.remove(item)
+            elif item.key == key and size + joined + item.size <= self.max_batch_size:
+                self._pending.remove(item)
+                batch.append(item)
+                joined += item.size
+        return joined
+
+    async def _run(self, batch: list[_Item]) -> None:
+        try:
+            live = [item for item in batch if not item.future.done()]
+            if live:
+                await self._infer_batch(live)
+        finally:
+            self._free.release()
+
+    async def _infer_batch(self, items: list[_Item]) -> None:
+        sizes = [item.size for item in items]
+        total = sum(sizes)
+        rows = max(total, self._fixed or 0)
+        inputs = {i: _stack([item.arrays[i] for item in items], rows) for i in items[0].arrays}
+        self.batches += 1
+        self.items += len(items)
+        try:
+            if self._on_batch is not None:
+                self._on_batch(total)
+            outputs = await self.model.infer(inputs)
+        except InferenceError as exc:
+            if len(items) == 1:
+                _fail(items[0], exc)
+            else:  # find the call the device chokes on: only it fails
+                await asyncio.gather(*(self._infer_batch([item]) for item in items))
+            return
+        except Exception as exc:  # noqa: BLE001 - delivered to the callers, never lost
+            for item in items:
+                _fail(item, exc)
+            return
+        offset = 0
+        for item, n in zip(items, sizes):
+            if not item.future.done():
+                arrays = [np.array(a[offset : offset + n]) for a in outputs]
+                item.future.set_result(Outputs(arrays, outputs.names, self._out_index))
+            offset += n
+
+    async def aclose(self) -> None:
+        """Take no more calls, finish those waiting and running, then stop. Idempotent."""
+        self._closed = True
+        while waiting := [*self._running, *(i.future for i in self._pending if not i.future.done())]:
+            await asyncio.wait(waiting)
+        if self._collector is not None:
+            self._collector.cancel()
+            await asyncio.gather(self._collector, return_exceptions=True)
+            self._collector = None
+
+    async def __aenter__(self) -> Batcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<Batcher max_batch_size={self.max_batch_size} max_delay_ms={self.max_delay * 1e3:g} on {self.model!r}>"
+
+
+def can_batch(model: AsyncModel) -> bool:
+    """Whether every input and output of ``model`` has a leading batch dimension ``Batcher`` can use."""
+    try:
+        _batch_dimension(model)
+    except ValueError:
+        return False
+    return True
+
+
+def _batch_dimension(model: AsyncModel) -> int | None:
+    """The model's fixed batch size, ``None`` if dynamic; ValueError if it has no usable batch dimension."""
+    dims = {info.shape[0] if info.shape else None for info in (*model.info.inputs, *model.info.outputs)}
+    if None in dims:
+        raise ValueError(f"model {model.info.name!r} has an input or output without a leading batch dimension")
+    fixed = dims - {-1}
+    if len(fixed) > 1 or (fixed and -1 in {i.shape[0] for i in model.info.inputs if i.shape}):
+        raise ValueError(f"model {model.info.name!r} has inconsistent leading dimensions {sorted(dims)}")
+    (size,) = fixed or {None}
+    return size
+
+
+def _relaxed_adapter(model: AsyncModel) -> InputAdapter:
+    """The model's input checks with the batch dimension left free (a call brings any number of rows)."""
+    infos, shapes = [], []
+    for port, info in zip(model.compiled.inputs, model.info.inputs):
+        pshape = ov.PartialShape(port.get_partial_shape())
+        pshape[0] = ov.Dimension()
+        shapes.append(pshape)
+        infos.append(dataclasses.replace(info, shape=(-1, *info.shape[1:])) if info.shape else info)
+    return InputAdapter(infos, shapes)
+
+
+def _batch_size(arrays: dict[int, np.ndarray]) -> int:
+    sizes = {a.shape[0] for a in arrays.values()}
+    if len(sizes) != 1:
+        raise InputShapeError(f"every input must have the same number of rows (leading dimension); got {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _stack(parts: list[np.ndarray], rows: int) -> np.ndarray:
+    """Concatenate along axis 0, padding with copies of the last row up to ``rows``."""
+    batch = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+    pad = rows - batch.shape[0]
+    return np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)], axis=0) if pad else batch
+
+
+def _fail(item: _Item, exc: BaseException) -> None:
+    if not item.future.done():
+        item.future.set_exception(exc)

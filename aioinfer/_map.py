@@ -1,0 +1,326 @@
+"""``amap``: run an async function over a (sync or async) iterable with bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ._sources import Frame, FrameSource
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """One item's outcome, paired with the item it came from.
+
+    For a :class:`Frame`, ``index``/``timestamp_ms`` are the frame's and ``frame`` its image; for any
+    other item ``index`` is its position in the iterable, ``timestamp_ms`` is ``None`` and ``frame``
+    the item itself. ``error`` is set (and ``output`` is ``None``) only with ``return_exceptions=True``.
+    """
+
+    index: int
+    timestamp_ms: float | None
+    frame: Any
+    output: Any
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class MapStats:
+    """A snapshot of a running map: items read from the source, inferred (successfully), failed,
+    dropped by the source's ``drop`` policy, in flight (read but not yet yielded), results per second."""
+
+    read: int
+    inferred: int
+    failed: int
+    dropped: int
+    in_flight: int
+    fps: float
+
+
+class _End:
+    """Marks the end of the results; carries the source's error, if it failed."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class _Job:
+    __slots__ = ("index", "timestamp_ms", "frame", "task")
+
+    def __init__(self, index: int, timestamp_ms: float | None, frame: Any, task: asyncio.Task[Any]) -> None:
+        self.index = index
+        self.timestamp_ms = timestamp_ms
+        self.frame = frame
+        self.task = task
+
+
+class _State:
+    """Everything the feeder task and the iterator share. Holds no reference to the iterator, so
+    dropping the iterator (``break`` out of ``async for``) lets it cancel the work at once."""
+
+    def __init__(self, fn: Callable[[Any], Awaitable[Any]], items: Any, max_in_flight: int, ordered: bool) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.fn = fn
+        self.items = items
+        self.ordered = ordered
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.results: asyncio.Queue[_Job | _End] = asyncio.Queue()
+        self.running: set[asyncio.Task[Any]] = set()
+        self.source_done = False
+        self.source_error: BaseException | None = None
+        self.feeder: asyncio.Task[None] | None = None
+        self.read = self.inferred = self.failed = self.yielded = 0
+        self.t0: float | None = None
+
+    def submit(self, position: int, item: Any) -> None:
+        if isinstance(item, Frame):
+            index, timestamp, frame = item.index, item.timestamp_ms, item.image
+        else:
+            index, timestamp, frame = position, None, item
+        task = asyncio.ensure_future(self.fn(frame))
+        job = _Job(index, timestamp, frame, task)
+        self.read += 1
+        self.running.add(task)
+        task.add_done_callback(lambda t: self._done(job))
+        if self.ordered:
+            self.results.put_nowait(job)
+
+    def _done(self, job: _Job) -> None:
+        self.running.discard(job.task)
+        if not self.ordered:
+            self.results.put_nowait(job)
+            if self.source_done and not self.running:
+                self.results.put_nowait(_End(self.source_error))
+
+    def finish_source(self, error: BaseException | None) -> None:
+        self.source_done, self.source_error = True, error
+        if self.ordered or not self.running:
+            self.results.put_nowait(_End(error))
+
+    def cancel(self) -> list[asyncio.Task[Any]]:
+        """Stop reading and cancel every job not yet yielded; returns the tasks to await."""
+        tasks = list(self.running)
+        if self.feeder is not None:
+            tasks.append(self.feeder)
+        for task in tasks:
+            task.cancel()
+        return tasks
+
+
+async def _feed(state: _State, stopping: asyncio.Event) -> None:
+    """Read an item only when a slot is free, so at most ``max_in_flight`` are read and not yielded."""
+    error: BaseException | None = None
+    try:
+        iterator = _aiter(state.items)
+        position = 0
+        while True:
+            await state.slots.acquire()
+            try:
+                item = await iterator.__anext__()
+            except StopAsyncIteration:
+                break
+            if state.t0 is None:
+                state.t0 = time.perf_counter()
+            state.submit(position, item)
+            position += 1
+    except asyncio.CancelledError:
+        if not stopping.is_set():
+            raise
+    except Exception as exc:  # the source failed: raised to the consumer after the results before it
+        error = exc
+    state.finish_source(error)
+
+
+class MapIterator(AsyncIterator[MapResult]):
+    """The async iterator :func:`amap` returns; also an async context manager.
+
+    Leaving ``async for`` early (``break``, an exception, cancellation) cancels the jobs in flight;
+    ``await it.aclose()`` (or ``async with``) also waits until they are cancelled. ``stop()`` reads
+    no further but lets the jobs in flight finish and yields their results.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Awaitable[Any]],
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        max_in_flight: int,
+        ordered: bool,
+        return_exceptions: bool,
+        progress: bool,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self._state = _State(fn, items, max_in_flight, ordered)
+        self._return_exceptions = return_exceptions
+        self._stopping = asyncio.Event()
+        self._finished = False
+        self._bar = tqdm(total=_length(items), unit="frame", dynamic_ncols=True) if progress else None
+
+    def __aiter__(self) -> MapIterator:
+        return self
+
+    async def __anext__(self) -> MapResult:
+        state = self._state
+        if self._finished:
+            raise StopAsyncIteration
+        if state.feeder is None:
+            state.feeder = asyncio.ensure_future(_feed(state, self._stopping))
+        try:
+            message = await state.results.get()
+            if not isinstance(message, _End):
+                await asyncio.wait([message.task])
+        except BaseException:  # the consumer was cancelled
+            self._finish()
+            raise
+        if isinstance(message, _End):
+            self._finish()
+            if message.error is not None:
+                raise message.error
+            raise StopAsyncIteration
+        return self._result(message)
+
+    def _result(self, job: _Job) -> MapResult:
+        state = self._state
+        state.slots.release()
+        state.yielded += 1
+        error = asyncio.CancelledError() if job.task.cancelled() else job.task.exception()
+        if error is None:
+            state.inferred += 1
+        else:
+            state.failed += 1
+        if self._bar is not None:
+            self._bar.update()
+            dropped = _source_dropped(state.items)
+            if dropped:
+                self._bar.set_postfix(dropped=dropped, refresh=False)
+        if error is not None and not self._return_exceptions:
+            self._finish()
+            raise error
+        output = None if error is not None else job.task.result()
+        return MapResult(job.index, job.timestamp_ms, job.frame, output, error)
+
+    def _finish(self) -> None:
+        """Nothing more will be yielded: cancel what is left, close the bar."""
+        self._finished = True
+        self._state.cancel()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def stop(self) -> None:
+        """Read no more items; the jobs already in flight finish and are yielded, then iteration ends."""
+        self._stopping.set()
+        if self._state.feeder is not None:
+            self._state.feeder.cancel()
+
+    async def aclose(self) -> None:
+        """Cancel the jobs in flight and wait until they are gone. Idempotent."""
+        self._finish()
+        tasks = [t for t in self._state.cancel() if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def stats(self) -> MapStats:
+        state = self._state
+        elapsed = time.perf_counter() - state.t0 if state.t0 is not None else 0.0
+        return MapStats(
+            read=state.read,
+            inferred=state.inferred,
+            failed=state.failed,
+            dropped=_source_dropped(state.items),
+            in_flight=state.read - state.yielded,
+            fps=round(state.yielded / elapsed, 3) if elapsed > 0 else 0.0,
+        )
+
+    async def __aenter__(self) -> MapIterator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        state = getattr(self, "_state", None)
+        if state is None or self._finished:
+            return
+        try:
+            if asyncio.get_running_loop() is state.loop:
+                state.cancel()
+                return
+        except RuntimeError:  # dropped outside the loop's thread
+            pass
+        try:
+            state.loop.call_soon_threadsafe(state.cancel)
+        except RuntimeError:  # the loop is closed: nothing runs any more
+            pass
+        if self._bar is not None:
+            self._bar.close()
+
+
+def amap(
+    fn: Callable[[Any], Awaitable[Any]],
+    items: Iterable[Any] | AsyncIterable[Any],
+    *,
+    max_in_flight: int,
+    ordered: bool = True,
+    return_exceptions: bool = False,
+    progress: bool = False,
+) -> MapIterator:
+    """Await ``fn(item)`` for every item of ``items`` with at most ``max_in_flight`` running.
+
+    ``items`` is any sync or async iterable, e.g. a :class:`~aioinfer.FrameSource`. An item is read
+    only when fewer than ``max_in_flight`` items are read and not yet yielded, so a fast source never
+    runs ahead of the consumer. A :class:`Frame` is unwrapped: ``fn(frame.image)``.
+
+    Yields a :class:`MapResult` per item, in input order with ``ordered=True``, as they complete
+    otherwise. An exception from ``fn`` is raised at its item (the rest are cancelled), or returned in
+    ``MapResult.error`` with ``return_exceptions=True``. An exception from the source is raised after
+    the results of the items read before it. ``progress=True`` shows a tqdm bar (total when known).
+    """
+    return MapIterator(
+        fn,
+        items,
+        max_in_flight=max_in_flight,
+        ordered=ordered,
+        return_exceptions=return_exceptions,
+        progress=progress,
+    )
+
+
+class _SyncIter:
+    """A sync iterator seen as an async one (``next()`` runs on the loop: keep it cheap)."""
+
+    __slots__ = ("_it",)
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self._it = it
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> Any:
+    if isinstance(items, AsyncIterable):
+        return items.__aiter__()
+    return _SyncIter(iter(items))
+
+
+def _length(items: Any) -> int | None:
+    try:
+        return len(items)
+    except TypeError:
+        return None
+
+
+def _source_dropped(items: Any) -> int:
+    return items.stats().dropped if isinstance(items, FrameSource) else 0

@@ -1,0 +1,225 @@
+"""The task protocol: ``pre_process`` → ``forward`` → ``post_process``, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import anyio
+import cv2
+import numpy as np
+
+from .._errors import InputDtypeError, InputShapeError
+from .._model import AsyncModel, ModelInfo
+from .._stats import LATENCY_WINDOW, Latency
+from . import _draw
+from ._predictions import Prediction
+from ._settings import Setting, Settings, SettingsSource
+
+if TYPE_CHECKING:
+    from .._map import MapResult
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a task does and what runs it."""
+
+    task: str
+    labels: tuple[str, ...]
+    input_size: tuple[int, int] | None  # height, width of the main model's input
+    device: str
+    num_requests: int
+    models: Mapping[str, ModelInfo] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy."""
+        return {
+            "task": self.task,
+            "labels": list(self.labels),
+            "input_size": list(self.input_size) if self.input_size else None,
+            "device": self.device,
+            "num_requests": self.num_requests,
+            "models": {name: info.to_dict() for name, info in self.models.items()},
+        }
+
+
+class Task:
+    """A model (or several) with the pre- and post-processing that turn an image into a prediction.
+
+    Subclasses define ``name``, ``settings_spec`` and implement :meth:`pre_process` and
+    :meth:`post_process` (plain functions: they run on worker threads, at most ``max_threads`` at a
+    time, never on the event loop), and optionally :meth:`forward` (a coroutine; by default one
+    ``infer`` of the main model). :meth:`predict` chains them. Settings are read once per function
+    call from ``self.settings_now`` so a concurrent update never mixes two versions in one step.
+    """
+
+    name: ClassVar[str] = "task"
+    settings_spec: ClassVar[Mapping[str, Setting]] = {}
+
+    def __init__(
+        self,
+        models: AsyncModel | Mapping[str, AsyncModel],
+        *,
+        labels: Iterable[str] = (),
+        settings: SettingsSource | None = None,
+        input_size: tuple[int, int] | None = None,
+        max_threads: int | None = None,
+    ) -> None:
+        self.models: dict[str, AsyncModel] = dict(models) if isinstance(models, Mapping) else {"model": models}
+        self.model: AsyncModel = next(iter(self.models.values()))
+        self.labels = tuple(labels)
+        self.input_size = input_size
+        self._settings = Settings(self.settings_spec, settings)
+        self._max_threads = max_threads or max(2, os.cpu_count() or 2)
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._stages: dict[str, deque[float]] = {}
+
+    # -- the protocol ----------------------------------------------------------------------------
+
+    def pre_process(self, image: np.ndarray) -> tuple[Any, Any]:
+        """``image`` (BGR uint8 HxWx3) → (model inputs, metadata that ``post_process`` needs)."""
+        raise NotImplementedError
+
+    async def forward(self, inputs: Any, meta: Any) -> Any:
+        """Run the model(s) on what ``pre_process`` made; by default one ``infer`` of :attr:`model`."""
+        return await self.model.infer(inputs)
+
+    def post_process(self, outputs: Any, meta: Any) -> Prediction:
+        """Raw outputs and the metadata → the prediction, in original-image pixels."""
+        raise NotImplementedError
+
+    # -- running -----------------------------------------------------------------------------------
+
+    async def predict(self, image: np.ndarray) -> Prediction:
+        """The prediction for one BGR image (``uint8``, HxWx3; grey HxW and BGRA are converted).
+
+        Raises an :class:`aioinfer.InputError` for anything else; errors fail only this call.
+        """
+        inputs, meta = await self.run_sync("pre_process", self._pre_process_any, image)
+        start = time.perf_counter()
+        outputs = await self.forward(inputs, meta)
+        self.record("forward", start)
+        return await self.run_sync("post_process", self.post_process, outputs, meta)
+
+    __call__ = predict
+
+    def map(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        max_in_flight: int | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+    ) -> AsyncIterator[MapResult]:
+        """Predict every image (or :class:`aioinfer.Frame`) of a sync or async iterable with at most
+        ``max_in_flight`` predictions in flight; the same contract as :meth:`AsyncModel.map`."""
+        from .._map import amap
+
+        return amap(
+            self.predict,
+            items,
+            max_in_flight=max_in_flight or 2 * self.model.info.num_requests,
+            ordered=ordered,
+            return_exceptions=return_exceptions,
+        )
+
+    def _pre_process_any(self, image: Any) -> tuple[Any, Any]:
+        return self.pre_process(_as_bgr(image))
+
+    async def run_sync(self, stage: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on a worker thread (bounded by the task's thread limit), timed as ``stage``."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._max_threads)
+        start = time.perf_counter()
+        result = await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        self.record(stage, start)
+        return result
+
+    def record(self, stage: str, start: float) -> None:
+        """Count one ``stage`` that began at ``start`` (``time.perf_counter()``) and ends now."""
+        self._stages.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append((time.perf_counter() - start) * 1000)
+
+    def stage_ms(self) -> dict[str, Latency]:
+        """Latency percentiles in milliseconds of each stage of recent predictions, by stage name."""
+        return {stage: Latency.of(samples) for stage, samples in self._stages.items()}
+
+    # -- settings ----------------------------------------------------------------------------------
+
+    @property
+    def default_settings(self) -> Mapping[str, Any]:
+        """The task's default settings (read-only)."""
+        return self._settings.defaults
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """A copy of the current settings."""
+        return dict(self._settings.values)
+
+    @property
+    def settings_now(self) -> Mapping[str, Any]:
+        """The current settings as one consistent read-only snapshot (for pre/post-processing)."""
+        return self._settings.values
+
+    def update_settings(self, **changes: Any) -> None:
+        """Change some settings. Raises :class:`aioinfer.SettingsError` naming an unknown key or a
+        value out of range, and then changes nothing."""
+        self._settings.update(changes)
+
+    def set_settings(self, source: SettingsSource) -> None:
+        """Reset to the defaults, then apply ``source`` (a mapping or a YAML file's path); all or nothing."""
+        self._settings.set(source)
+
+    def describe_settings(self) -> dict[str, str]:
+        """What each setting accepts."""
+        return self._settings.describe()
+
+    # -- the rest ----------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> TaskInfo:
+        return TaskInfo(
+            task=self.name,
+            labels=self.labels,
+            input_size=self.input_size,
+            device=self.model.info.device,
+            num_requests=self.model.info.num_requests,
+            models={name: m.info for name, m in self.models.items()},
+        )
+
+    def draw(self, image: np.ndarray, prediction: Prediction) -> np.ndarray:
+        """An annotated copy of ``image`` (same size); ``image`` itself is left untouched."""
+        return _draw.draw(image, prediction)
+
+    async def aclose(self) -> None:
+        """Close every model of the task (waiting for work already submitted). Idempotent."""
+        await asyncio.gather(*(m.aclose() for m in self.models.values()))
+
+    async def __aenter__(self: T) -> T:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} on {self.model.info.device}>"
+
+
+def _as_bgr(image: Any) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise InputDtypeError(f"expected an image as a numpy array (HxWx3 BGR uint8), got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InputDtypeError(f"expected a uint8 image, got dtype {image.dtype}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputShapeError(f"expected an image of shape HxWx3 (or HxW, HxWx4), got {list(image.shape)}")
+    return image

@@ -1,0 +1,84 @@
+"""Fitting an image to a model's input: resize or letterbox (on a worker thread), and normalization
+built into the model graph with OpenVINO's PrePostProcessor (so it runs on the device, not in Python)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import openvino as ov
+from openvino.preprocess import ColorFormat, PrePostProcessor
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """What the model expects of its pixels: ``(pixel - mean) / scale`` per channel, in RGB or BGR order.
+
+    Inputs are always given to tasks as BGR ``uint8`` images (OpenCV's order).
+    """
+
+    mean: Sequence[float] = (0.0, 0.0, 0.0)
+    scale: Sequence[float] = (1.0, 1.0, 1.0)
+    rgb: bool = False
+
+
+@dataclass(frozen=True)
+class Transform:
+    """How image pixels map to model-input pixels: ``input = image * scale + pad``."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float = 0.0
+    pad_y: float = 0.0
+
+    def to_image(self, xy: np.ndarray) -> np.ndarray:
+        """Model-input coordinates ``[..., 2k]`` (x, y pairs) back to image pixels."""
+        out = np.asarray(xy, np.float32).copy()
+        out[..., 0::2] = (out[..., 0::2] - self.pad_x) / self.scale_x
+        out[..., 1::2] = (out[..., 1::2] - self.pad_y) / self.scale_y
+        return out
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) -> tuple[np.ndarray, Transform]:
+    """``image`` scaled to fit ``size`` (height, width) keeping its aspect ratio, centred on a
+    ``pad_value`` canvas; and the transform from image to canvas pixels."""
+    height, width = size
+    h, w = image.shape[:2]
+    scale = min(height / h, width / w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
+    canvas = np.full((height, width, image.shape[2]), pad_value, dtype=image.dtype)
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return canvas, Transform(new_w / w, new_h / h, pad_x, pad_y)
+
+
+def stretch(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Transform]:
+    """``image`` resized to exactly ``size`` (height, width), and the transform."""
+    height, width = size
+    h, w = image.shape[:2]
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    return resized, Transform(width / w, height / h)
+
+
+def embed_normalization(model: ov.Model, norm: Normalization) -> ov.Model:
+    """``model`` changed to take a batch of BGR ``uint8`` NHWC images on its first input and do the
+    conversion to float, the channel order, ``norm`` and the NCHW layout inside its graph."""
+    ppp = PrePostProcessor(model)
+    inp = ppp.input(0)
+    inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    inp.model().set_layout(ov.Layout("NCHW"))
+    steps = inp.preprocess().convert_element_type(ov.Type.f32)
+    if norm.rgb:
+        steps.convert_color(ColorFormat.RGB)
+    if any(m != 0 for m in norm.mean):
+        steps.mean([float(m) for m in norm.mean])
+    if any(s != 1 for s in norm.scale):
+        steps.scale([float(s) for s in norm.scale])
+    return ppp.build()
+
+
+def as_batch(image: np.ndarray) -> np.ndarray:
+    """One HWC image as a contiguous NHWC batch of one."""
+    return np.ascontiguousarray(image[np.newaxis])

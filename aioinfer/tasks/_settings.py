@@ -1,0 +1,112 @@
+"""Task settings: declared with their accepted values, validated on every change."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Union
+
+import yaml
+
+from .._errors import SettingsError
+
+SettingsSource = Union[Mapping[str, Any], str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its default and what it accepts (a type, an inclusive range or a set of choices)."""
+
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: Sequence[Any] | None = None
+    doc: str = ""
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    def accepted(self) -> str:
+        """Human-readable description of the accepted values."""
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind is bool:
+            return "true or false"
+        low = "-inf" if self.low is None else self.low
+        high = "inf" if self.high is None else self.high
+        return f"{'an integer' if self.kind is int else 'a number'} in [{low}, {high}]"
+
+    def check(self, key: str, value: Any) -> Any:
+        """``value`` converted to this setting's type, or :class:`SettingsError` naming ``key``."""
+        if self.choices is not None:
+            if value not in self.choices:
+                raise SettingsError(f"setting {key!r}: {value!r} is not accepted; expected {self.accepted()}")
+            return value
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise SettingsError(f"setting {key!r}: {value!r} is not accepted; expected {self.accepted()}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            self.kind is int and not float(value).is_integer()
+        ):
+            raise SettingsError(f"setting {key!r}: {value!r} is not accepted; expected {self.accepted()}")
+        value = self.kind(value)
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise SettingsError(f"setting {key!r}: {value!r} is out of range; expected {self.accepted()}")
+        return value
+
+
+class Settings:
+    """The current values of a task's settings. Every change is validated whole before it applies,
+    so a rejected change leaves the settings as they were."""
+
+    def __init__(self, specs: Mapping[str, Setting], initial: SettingsSource | None = None) -> None:
+        self._specs = dict(specs)
+        self.defaults: Mapping[str, Any] = MappingProxyType({k: s.default for k, s in self._specs.items()})
+        self.values: Mapping[str, Any] = self.defaults
+        if initial is not None:
+            self.set(initial)
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Change the given keys, keep the others."""
+        checked = {key: self._spec(key).check(key, value) for key, value in changes.items()}
+        self.values = MappingProxyType({**self.values, **checked})
+
+    def set(self, source: SettingsSource) -> None:
+        """Reset to the defaults, then apply ``source`` (a mapping or a YAML file's path)."""
+        changes = read_settings(source)
+        checked = {key: self._spec(key).check(key, value) for key, value in changes.items()}
+        self.values = MappingProxyType({**self.defaults, **checked})
+
+    def describe(self) -> dict[str, str]:
+        """What each setting accepts, by key."""
+        return {key: spec.accepted() for key, spec in self._specs.items()}
+
+    def _spec(self, key: str) -> Setting:
+        try:
+            return self._specs[key]
+        except KeyError:
+            known = ", ".join(sorted(self._specs)) or "none"
+            raise SettingsError(f"unknown setting {key!r}; known settings: {known}") from None
+
+
+def read_settings(source: SettingsSource) -> dict[str, Any]:
+    """A settings mapping from a mapping or a YAML file (a top-level mapping)."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {str(path)!r}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"settings file {str(path)!r} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
+        raise SettingsError(f"settings file {str(path)!r} must hold a mapping of setting names to values")
+    return dict(data)

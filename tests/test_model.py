@@ -1,0 +1,102 @@
+"""``load()`` and ``AsyncModel``: both ways to open and close a model, what ``model.info`` reports,
+and a real pretrained model giving the same answers as OpenVINO's synchronous call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import openvino as ov
+import pytest
+
+import aioinfer
+import models
+
+
+async def test_async_with_closes_the_model() -> None:
+    async with aioinfer.load(models.linear(), device="CPU", config=models.EXACT) as model:
+        assert isinstance(model, aioinfer.AsyncModel)
+        assert not model.closed
+        out = await model(np.ones((2, 4), np.float32))  # __call__ is infer
+        np.testing.assert_array_equal(out[0], np.full((2, 4), 3, np.float32))
+    assert model.closed
+    with pytest.raises(aioinfer.ClosedError, match="closed"):
+        await model.infer(np.ones((1, 4), np.float32))
+
+
+async def test_async_with_closes_the_model_when_the_body_raises() -> None:
+    with pytest.raises(ZeroDivisionError):
+        async with aioinfer.load(models.linear(), device="CPU") as model:
+            1 / 0
+    assert model.closed
+
+
+async def test_awaited_load_and_aclose_twice() -> None:
+    model = await aioinfer.load(models.linear(), device="CPU", config=models.EXACT)
+    out = await model.infer(np.zeros((1, 4), np.float32))
+    np.testing.assert_array_equal(out["y"], np.ones((1, 4), np.float32))
+    assert "linear" in repr(model) and "CPU" in repr(model)
+    await model.aclose()
+    await model.aclose()  # idempotent
+    assert model.closed and "closed" in repr(model)
+    with pytest.raises(aioinfer.ClosedError):
+        await model.infer(np.zeros((1, 4), np.float32))
+
+
+async def test_info_describes_the_model_and_how_it_runs() -> None:
+    async with aioinfer.load(models.two_in_two_out(), device="CPU", num_requests=3) as model:
+        info = model.info
+    assert info.name == "two_by_two"
+    assert [i.name for i in info.inputs] == ["a", "b"]
+    assert [i.shape for i in info.inputs] == [(2, 3), (2, 3)]
+    assert [i.element_type for i in info.inputs] == ["f32", "i32"]
+    assert [i.dtype for i in info.inputs] == [np.dtype(np.float32), np.dtype(np.int32)]
+    assert [o.name for o in info.outputs] == ["sum", "prod"]
+    assert [o.names for o in info.outputs] == [("sum",), ("prod",)]
+    assert info.device == "CPU"
+    assert info.execution_devices == ("CPU",)
+    assert info.num_requests == 3
+    assert info.config["PERFORMANCE_HINT"] == "THROUGHPUT"  # aioinfer's default hint
+    as_json = json.loads(json.dumps(info.to_dict()))
+    assert as_json["inputs"][1] == {"name": "b", "names": ["b"], "shape": [2, 3], "element_type": "i32"}
+    assert as_json["num_requests"] == 3
+
+
+async def test_info_shows_dynamic_dimensions_as_minus_one_and_the_callers_hint() -> None:
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    async with aioinfer.load(models.dynamic_sum(), device="CPU", config=config) as model:
+        info = model.info
+    assert info.inputs[0].shape == (-1, -1)
+    assert info.outputs[0].shape == (-1,)
+    assert info.config["PERFORMANCE_HINT"] == "LATENCY"
+
+
+async def test_auto_device_reports_where_it_executes() -> None:
+    async with aioinfer.load(models.linear(), device="AUTO", config=models.EXACT) as model:
+        out = await model.infer(np.full((1, 4), 5, np.float32))
+        info = model.info
+    np.testing.assert_array_equal(out[0], np.full((1, 4), 11, np.float32))
+    assert info.device == "AUTO"
+    assert any("CPU" in d for d in info.execution_devices), info.execution_devices
+
+
+async def test_pretrained_classifier_matches_openvinos_synchronous_call() -> None:
+    """The PP-OCR text-orientation classifier shipped in the rapidocr wheel, compiled the same way
+    (CPU, THROUGHPUT, f32): the awaited answer is the synchronous answer, bit for bit."""
+    path = models.rapidocr_model("cls")
+    config = {"PERFORMANCE_HINT": "THROUGHPUT", **models.EXACT}
+    reference = ov.Core().compile_model(str(path), "CPU", config)
+    rng = np.random.default_rng(3)
+    xs = [rng.random((int(rng.integers(1, 4)), 3, 48, 192), np.float32) for _ in range(12)]
+    expected = [reference(x)[0] for x in xs]
+
+    async with aioinfer.load(path, device="CPU", config=models.EXACT) as model:
+        outs = await asyncio.gather(*(model.infer(x) for x in xs))
+        info = model.info
+    assert info.inputs[0].shape == (-1, 3, -1, -1)
+    assert info.outputs[0].shape == (-1, 2)
+    for x, want, out in zip(xs, expected, outs):
+        assert out[0].shape == (len(x), 2)
+        np.testing.assert_array_equal(out[0], want)
+        np.testing.assert_allclose(out[0].sum(axis=1), 1, rtol=1e-5)  # softmax over two orientations
