@@ -15,6 +15,7 @@ Threading rules, which every method below keeps:
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import weakref
@@ -30,7 +31,7 @@ from ._outputs import Outputs
 from ._stats import Recorder, Stats
 
 QUEUED, RUNNING, DONE, CANCELLED = "queued", "running", "done", "cancelled"
-WATCH_INTERVAL_S = 0.05  # how often running requests are checked for failures the callback misses
+WATCH_INTERVAL_S = 0.02  # how often busy requests are checked for a failure the callback never reports
 
 
 class _Job:
@@ -79,8 +80,10 @@ class RequestPool:
         self._out_names = tuple(output_names)
         self._out_index = output_index
         self._slots = [_Slot(compiled.create_infer_request()) for _ in range(num_requests)]
-        for slot in self._slots:
-            slot.request.set_callback(self._on_complete, slot)
+        # the callback holds the pool weakly: no reference cycle through OpenVINO's C++ side
+        callback = functools.partial(_completion_callback, weakref.ref(self))
+        for index, slot in enumerate(self._slots):
+            slot.request.set_callback(callback, index)
         self._idle = list(reversed(self._slots))
         self._queue: deque[_Job] = deque()
         self._queued = 0  # live (not cancelled) jobs in _queue
@@ -259,19 +262,20 @@ class RequestPool:
         if cancelled:
             self._kick.set()
 
-    def _on_complete(self, slot: _Slot) -> None:
-        """OpenVINO's completion callback (its thread). Must never raise: that could abort the process."""
+    def _on_complete(self, index: int) -> None:
+        """A job finished on the device (OpenVINO's callback thread): copy its outputs, hand them over."""
+        slot = self._slots[index]
+        with self._lock:
+            job, gen = slot.job, slot.gen
+        if job is None:
+            return
+        request = slot.request
         try:
-            with self._lock:
-                job, gen = slot.job, slot.gen
-            if job is None:
-                return
-            request = slot.request
             arrays = [np.array(request.get_output_tensor(i).data) for i in range(self._n_out)]
-            outputs = Outputs(arrays, self._out_names, self._out_index)
-            self._release(slot, gen, outputs, None, request.latency)
-        except BaseException:  # noqa: BLE001 - nothing may escape into OpenVINO's thread
-            pass
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: fail this job, keep the pool
+            self._release(slot, gen, None, InferenceError(f"could not read the outputs: {exc}"), 0.0)
+            return
+        self._release(slot, gen, Outputs(arrays, self._out_names, self._out_index), None, request.latency)
 
     def _poll(self) -> None:
         """Watchdog thread: find running jobs that failed or were cancelled on the device."""
@@ -320,6 +324,16 @@ class RequestPool:
         except RuntimeError:  # the loop is closed: nobody is left to deliver to
             with self._lock:
                 self._done.clear()
+
+
+def _completion_callback(pool_ref: weakref.ReferenceType[RequestPool], index: int) -> None:
+    """OpenVINO's completion callback. It must never raise: that can abort the interpreter."""
+    try:
+        pool = pool_ref()
+        if pool is not None:
+            pool._on_complete(index)
+    except BaseException:  # noqa: BLE001 - nothing may escape into OpenVINO's thread
+        pass
 
 
 def _watch(pool_ref: weakref.ReferenceType[RequestPool], kick: threading.Event) -> None:

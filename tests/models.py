@@ -80,3 +80,64 @@ def slow_conv(size: int = 96, layers: int = 4, channels: int = 32) -> ov.Model:
 def rapidocr_model(name: str) -> Path:
     """Path of a model shipped inside the rapidocr wheel: ``cls``, ``det`` or ``rec``."""
     return bundled_model(name)
+
+
+def neg_and_square() -> ov.Model:
+    """Input ``x`` [?] f32; outputs ``neg = -x`` and ``x * x`` known by two names, ``square`` and ``sq``."""
+    x = ops.parameter([-1], np.float32, name="x")
+    square = ops.multiply(x, x).output(0)
+    square.get_tensor().set_names({"square", "sq"})
+    return ov.Model([_named(ops.negative(x), "neg"), square], [x], "neg_and_square")
+
+
+def frame_probe(layers: int = 0, channels: int = 16) -> ov.Model:
+    """Input ``x``: one BGR frame [H, W, 3] u8 (any size). Output ``means`` [W]: the exact mean of
+    each pixel column (so a result can be traced back to its frame, see :func:`write_indexed_video`).
+    ``layers`` > 0 adds a convolution stack on the frame (output ``work``) to make it slow."""
+    x = ops.parameter([-1, -1, 3], np.uint8, name="x")
+    xf = ops.convert(x, np.float32)
+    outputs = [_named(ops.reduce_mean(xf, ops.constant(np.array([0, 2], np.int64)), keep_dims=False), "means")]
+    if layers:
+        rng = np.random.default_rng(0)
+        h = ops.unsqueeze(ops.transpose(xf, ops.constant(np.array([2, 0, 1], np.int64))), ops.constant(np.int64(0)))
+        c_in = 3
+        for _ in range(layers):
+            w = ops.constant(rng.standard_normal((channels, c_in, 3, 3)).astype(np.float32) * 0.1)
+            h = ops.relu(ops.convolution(h, w, [1, 1], [1, 1], [1, 1], [1, 1]))
+            c_in = channels
+        outputs.append(_named(ops.reduce_mean(h, ops.constant(np.array([0, 1, 2, 3], np.int64)), keep_dims=False), "work"))
+    return ov.Model(outputs, [x], "frame_probe")
+
+
+INDEX_BLOCK = 16  # gray-level spacing of the two halves of an indexed frame: survives JPEG
+
+
+def indexed_frame(index: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """A BGR frame whose index (0..255) is written as two uniform gray halves: high and low nibble."""
+    frame = np.empty((height, width, 3), np.uint8)
+    frame[:, : width // 2] = (index // 16) * INDEX_BLOCK + INDEX_BLOCK // 2
+    frame[:, width // 2 :] = (index % 16) * INDEX_BLOCK + INDEX_BLOCK // 2
+    return frame
+
+
+def decode_index(column_means: np.ndarray) -> int:
+    """The index of an :func:`indexed_frame` from its column means (``frame.mean(axis=(0, 2))``)."""
+    left, right = column_means[len(column_means) // 4], column_means[3 * len(column_means) // 4]
+    return round((left - INDEX_BLOCK // 2) / INDEX_BLOCK) * 16 + round((right - INDEX_BLOCK // 2) / INDEX_BLOCK)
+
+
+def frame_index(image: np.ndarray) -> int:
+    """The index encoded in a (decoded) :func:`indexed_frame`."""
+    return decode_index(image.astype(np.float32).mean(axis=(0, 2)))
+
+
+def write_indexed_video(path: Path, frames: int, fps: float = 25.0, fourcc: str = "MJPG") -> Path:
+    """A real video file (MJPG .avi by default) of :func:`indexed_frame` 0..frames-1."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (64, 48))
+    assert writer.isOpened(), f"cannot write {path}"
+    for i in range(frames):
+        writer.write(indexed_frame(i))
+    writer.release()
+    return path
