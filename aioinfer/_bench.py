@@ -79,7 +79,9 @@ async def run_to_thread(compiled: ov.CompiledModel, x: np.ndarray, n: int, jobs:
     return n / (time.perf_counter() - t0)
 
 
-async def run_aioinfer(model: AsyncModel, x: np.ndarray, n: int, concurrency: int) -> tuple[float, list[float]]:
+async def run_aioinfer(
+    model: AsyncModel, x: np.ndarray, n: int, concurrency: int
+) -> tuple[float, list[float]]:
     """Inferences/s with ``concurrency`` tasks awaiting in a loop, and the heartbeat's lateness (ms)."""
     lags: list[float] = []
     stop = asyncio.Event()
@@ -122,56 +124,73 @@ def _split(n: int, parts: int) -> list[int]:
 
 
 async def bench_model(
-    model: str | Path, shape: list[int], *, device: str = "CPU", rounds: int = 5, seconds: float = 1.5,
-    label: str | None = None, log: Callable[[str], None] = print,
+    model: str | Path,
+    shape: list[int],
+    *,
+    device: str = "CPU",
+    rounds: int = 5,
+    seconds: float = 1.5,
+    label: str | None = None,
+    log: Callable[[str], None] = print,
 ) -> BenchResult:
     """Measure the four methods on one compiled model, alternating their order each round."""
-    label = label or Path(model).stem
     compiled = await asyncio.to_thread(compile_fixed, model, shape, device)
     jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    model = AsyncModel(compiled, device=device, num_requests=jobs)
+    aio = AsyncModel(compiled, device=device, num_requests=jobs)
     try:
         for _ in range(10):
-            await model.infer(x)
+            await aio.infer(x)
         per_call = 1 / run_sync(compiled, x, 20)
         n = max(20, int(seconds / per_call))
+        label = label or Path(model).stem
         log(f"{label} {shape}: ~{per_call * 1e3:.2f} ms/inference sync, {jobs} requests, {n} per run")
         ips: dict[str, list[float]] = {m: [] for m in METHODS}
         lags: list[float] = []
         for r in range(rounds):
-            order = METHODS if r % 2 == 0 else tuple(reversed(METHODS))
+            order = METHODS if r % 2 == 0 else METHODS[::-1]
             for method in order:
-                if method == "sync":
-                    ips[method].append(run_sync(compiled, x, n))
-                elif method == "queue":
-                    ips[method].append(run_queue(compiled, x, n, jobs))
-                elif method == "to_thread":
-                    ips[method].append(await run_to_thread(compiled, x, n, jobs))
-                else:
-                    value, lag = await run_aioinfer(model, x, n, concurrency=4 * jobs)
-                    ips[method].append(value)
-                    lags += lag
+                value, lag = await _run_method(method, aio, compiled, x, n, jobs)
+                ips[method].append(value)
+                lags += lag
             log(f"  round {r + 1}/{rounds}: " + "  ".join(f"{m} {ips[m][-1]:.0f}/s" for m in METHODS))
-        ratio = statistics.median(a / q for a, q in zip(ips["aioinfer"], ips["queue"]))
-        overhead = await idle_overhead_us(model, compiled, x, 2000 if per_call < 0.005 else 300)
-        return BenchResult(
-            model=label,
-            shape=shape,
-            num_requests=jobs,
-            device_ms=round(per_call * 1e3, 3),
-            ips={m: round(statistics.median(v), 1) for m, v in ips.items()},
-            ratio_aioinfer_over_queue=round(ratio, 3),
-            loop_lag_p99_ms=round(float(np.percentile(lags, 99)), 3),
-            idle_overhead_us=round(overhead, 1),
-        )
+        overhead = await idle_overhead_us(aio, compiled, x, 2000 if per_call < 0.005 else 300)
     finally:
-        await model.aclose()
+        await aio.aclose()
+    return BenchResult(
+        model=label,
+        shape=shape,
+        num_requests=jobs,
+        device_ms=round(per_call * 1e3, 3),
+        ips={m: round(statistics.median(v), 1) for m, v in ips.items()},
+        ratio_aioinfer_over_queue=round(
+            statistics.median(a / q for a, q in zip(ips["aioinfer"], ips["queue"], strict=True)), 3
+        ),
+        loop_lag_p99_ms=round(float(np.percentile(lags, 99)), 3),
+        idle_overhead_us=round(overhead, 1),
+    )
+
+
+async def _run_method(
+    method: str, aio: AsyncModel, compiled: ov.CompiledModel, x: np.ndarray, n: int, jobs: int
+) -> tuple[float, list[float]]:
+    """Inferences/s of one method (and the loop lag samples, for aioinfer)."""
+    if method == "sync":
+        return run_sync(compiled, x, n), []
+    if method == "queue":
+        return run_queue(compiled, x, n, jobs), []
+    if method == "to_thread":
+        return await run_to_thread(compiled, x, n, jobs), []
+    return await run_aioinfer(aio, x, n, concurrency=4 * jobs)
 
 
 def format_table(results: list[BenchResult]) -> str:
     """The results as a fixed-width table with a legend."""
-    lines = [f"{'model':<22}{'ms':>7}" + "".join(f"{m:>12}" for m in METHODS) + f"{'ratio':>8}{'lag p99':>10}{'idle +':>10}"]
+    lines = [
+        f"{'model':<22}{'ms':>7}"
+        + "".join(f"{m:>12}" for m in METHODS)
+        + f"{'ratio':>8}{'lag p99':>10}{'idle +':>10}"
+    ]
     for r in results:
         cells = "".join(f"{r.ips[m]:>10.0f}/s" for m in METHODS)
         lines.append(

@@ -17,7 +17,9 @@ def bundled_model(kind: str) -> Path:
         raise ValueError(f"unknown bundled model {kind!r}; expected one of {sorted(_RAPIDOCR)}")
     folder = importlib.resources.files("rapidocr") / "models"
     matches = sorted(
-        Path(str(p)) for p in folder.iterdir() if p.name.startswith(_RAPIDOCR[kind]) and p.name.endswith(".onnx")
+        Path(str(p))
+        for p in folder.iterdir()
+        if p.name.startswith(_RAPIDOCR[kind]) and p.name.endswith(".onnx")
     )
     if not matches:
         raise ModelNotFoundError(f"{folder}/{_RAPIDOCR[kind]}*.onnx")

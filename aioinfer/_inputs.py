@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import openvino as ov
 
 from ._errors import InputCountError, InputDtypeError, InputNameError, InputShapeError
 
-Inputs = Union[np.ndarray, Sequence[Any], Mapping[Union[str, int], Any]]
+Inputs = np.ndarray | Sequence[Any] | Mapping[str | int, Any]
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,7 @@ class TensorInfo:
     def of(cls, port: ov.Output) -> TensorInfo:
         pshape = port.get_partial_shape()
         shape = (
-            None
-            if pshape.rank.is_dynamic
-            else tuple(d.get_length() if d.is_static else -1 for d in pshape)
+            None if pshape.rank.is_dynamic else tuple(d.get_length() if d.is_static else -1 for d in pshape)
         )
         names = tuple(sorted(port.get_names()))
         etype = port.get_element_type()
@@ -42,7 +40,12 @@ class TensorInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description."""
-        return {"name": self.name, "names": list(self.names), "shape": self.shape, "element_type": self.element_type}
+        return {
+            "name": self.name,
+            "names": list(self.names),
+            "shape": self.shape,
+            "element_type": self.element_type,
+        }
 
 
 class InputAdapter:
@@ -94,16 +97,19 @@ class InputAdapter:
             )
         return array
 
-
     def _fits(self, index: int, shape: tuple[int, ...]) -> bool:
         expected = self.inputs[index].shape
         if self._simple[index] and expected is not None:
-            return len(shape) == len(expected) and all(e < 0 or e == d for e, d in zip(expected, shape))
+            if len(shape) != len(expected):
+                return False
+            return all(e < 0 or e == d for e, d in zip(expected, shape, strict=True))
         return self._pshapes[index].compatible(ov.PartialShape(list(shape)))
 
 
 def _unbounded_dynamic(pshape: ov.PartialShape) -> bool:
-    return pshape.rank.is_static and all(d.is_static or (d.get_min_length() == 0 and d.get_max_length() < 0) for d in pshape)
+    return pshape.rank.is_static and all(
+        d.is_static or (d.get_min_length() == 0 and d.get_max_length() < 0) for d in pshape
+    )
 
 
 def _as_array(info: TensorInfo, value: Any) -> np.ndarray:
@@ -123,7 +129,8 @@ def _cast(info: TensorInfo, array: np.ndarray) -> np.ndarray:
         return array.astype(target)
     raise InputDtypeError(
         f"input {info.name!r}: dtype {array.dtype} cannot be converted to the model's {target} "
-        f"({info.element_type}) without changing its kind (float to int, signed to unsigned, ...); pass {target}"
+        f"({info.element_type}) without changing its kind (float to int, signed to unsigned, ...); "
+        f"pass {target}"
     )
 
 

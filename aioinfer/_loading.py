@@ -13,12 +13,12 @@ from typing import Any, Union
 import openvino as ov
 
 from ._errors import (
-    ov_message,
     DeviceNotAvailableError,
     ModelLoadError,
     ModelNotFoundError,
     UnsupportedModelFormatError,
     WeightsNotFoundError,
+    ov_message,
 )
 
 ModelSource = Union[str, "os.PathLike[str]", bytes, ov.Model]
@@ -120,7 +120,9 @@ def check_device(device: str) -> None:
 def _physical_devices(device: str) -> list[str]:
     head, _, rest = device.partition(":")
     if head.upper() in _VIRTUAL_DEVICES:
-        return [n for part in rest.split(",") for n in _physical_devices(re.sub(r"\(.*\)$", "", part.strip()))]
+        return [
+            n for part in rest.split(",") for n in _physical_devices(re.sub(r"\(.*\)$", "", part.strip()))
+        ]
     return [device.strip()] if device.strip() else []
 
 
@@ -130,5 +132,6 @@ def compile_model(model: ov.Model, device: str, config: Mapping[str, Any]) -> ov
     try:
         return core().compile_model(model, device, dict(config))
     except RuntimeError as exc:
-        raise ModelLoadError(f"OpenVINO could not compile the model for {device!r}: {ov_message(exc)}") from exc
-
+        raise ModelLoadError(
+            f"OpenVINO could not compile the model for {device!r}: {ov_message(exc)}"
+        ) from exc

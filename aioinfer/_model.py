@@ -232,4 +232,3 @@ def _compile_config(compiled: ov.CompiledModel) -> dict[str, Any]:
         value = _property(compiled, key, None)
         config[key] = value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
     return config
-

@@ -13,7 +13,7 @@ class Outputs(Sequence[np.ndarray]):
     The arrays belong to the caller: no later job writes into them.
     """
 
-    __slots__ = ("_arrays", "_names", "_index")
+    __slots__ = ("_arrays", "_index", "_names")
 
     def __init__(self, arrays: Sequence[np.ndarray], names: Sequence[str], index: Mapping[str, int]) -> None:
         self._arrays = tuple(arrays)
@@ -41,8 +41,9 @@ class Outputs(Sequence[np.ndarray]):
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """``{name: array}`` with one entry per output."""
-        return dict(zip(self.names, self._arrays))
+        return dict(zip(self.names, self._arrays, strict=True))
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{n}: {a.dtype}{list(a.shape)}" for n, a in zip(self.names, self._arrays))
+        items = zip(self.names, self._arrays, strict=True)
+        parts = ", ".join(f"{n}: {a.dtype}{list(a.shape)}" for n, a in items)
         return f"Outputs({parts})"

@@ -21,7 +21,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import openvino as ov
@@ -35,7 +34,7 @@ WATCH_INTERVAL_S = 0.02  # how often busy requests are checked for a failure the
 
 
 class _Job:
-    __slots__ = ("inputs", "future", "state", "slot", "t_submit", "timer")
+    __slots__ = ("future", "inputs", "slot", "state", "t_submit", "timer")
 
     def __init__(self, inputs: dict[int, np.ndarray], future: asyncio.Future[Outputs]) -> None:
         self.inputs = inputs
@@ -49,7 +48,7 @@ class _Job:
 class _Slot:
     """One infer request and the job it is running (``job is None`` when idle)."""
 
-    __slots__ = ("request", "job", "gen", "started")
+    __slots__ = ("gen", "job", "request", "started")
 
     def __init__(self, request: ov.InferRequest) -> None:
         self.request = request
@@ -272,7 +271,7 @@ class RequestPool:
         request = slot.request
         try:
             arrays = [np.array(request.get_output_tensor(i).data) for i in range(self._n_out)]
-        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: fail this job, keep the pool
+        except Exception as exc:
             self._release(slot, gen, None, InferenceError(f"could not read the outputs: {exc}"), 0.0)
             return
         self._release(slot, gen, Outputs(arrays, self._out_names, self._out_index), None, request.latency)
@@ -284,7 +283,7 @@ class RequestPool:
         for slot, gen, job in running:
             try:
                 slot.request.wait_for(20 if job.state == CANCELLED else 0)
-            except Exception as exc:  # noqa: BLE001 - no callback comes for this job
+            except Exception as exc:
                 error = InferenceError(f"the device failed to run the job: {ov_message(exc)}")
                 self._release(slot, gen, None, error, 0.0)
 
@@ -332,7 +331,7 @@ def _completion_callback(pool_ref: weakref.ReferenceType[RequestPool], index: in
         pool = pool_ref()
         if pool is not None:
             pool._on_complete(index)
-    except BaseException:  # noqa: BLE001 - nothing may escape into OpenVINO's thread
+    except BaseException:
         pass
 
 

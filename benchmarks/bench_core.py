@@ -28,7 +28,9 @@ CASES = {  # name: (label, bundled model, fixed input shape)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", choices=sorted(CASES), default=list(CASES))
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--rounds", type=int, default=7)
@@ -38,8 +40,14 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run_all() -> list:
         return [
-            await bench_model(bundled_model(kind), shape, device=args.device, rounds=args.rounds,
-                              seconds=args.seconds, label=label)
+            await bench_model(
+                bundled_model(kind),
+                shape,
+                device=args.device,
+                rounds=args.rounds,
+                seconds=args.seconds,
+                label=label,
+            )
             for label, kind, shape in (CASES[name] for name in args.models)
         ]
 

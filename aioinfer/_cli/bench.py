@@ -35,7 +35,11 @@ def run(args: argparse.Namespace) -> int:
     model = args.model or bundled_model("cls")
     shape = args.shape or ([1, 3, 48, 192] if args.model is None else None)
     if shape is None:
-        raise SystemExit("aioinfer bench: --shape is required with a model of your own (e.g. --shape 1,3,224,224)")
-    result = asyncio.run(bench_model(model, shape, device=args.device, rounds=args.rounds, seconds=args.seconds))
+        raise SystemExit(
+            "aioinfer bench: --shape is required with a model of your own (e.g. --shape 1,3,224,224)"
+        )
+    result = asyncio.run(
+        bench_model(model, shape, device=args.device, rounds=args.rounds, seconds=args.seconds)
+    )
     print(format_table([result]))
     return 0
