@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(
             "aioinfer bench: --shape is required with a model of your own (e.g. --shape 1,3,224,224)"
         )
+    label = None if args.model else "PP-OCR cls 48x192"
     result = asyncio.run(
-        bench_model(model, shape, device=args.device, rounds=args.rounds, seconds=args.seconds)
+        bench_model(model, shape, device=args.device, rounds=args.rounds, seconds=args.seconds, label=label)
     )
     print(format_table([result]))
     return 0
