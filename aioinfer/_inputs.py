@@ -64,8 +64,8 @@ class InputAdapter:
     def _by_index(self, data: Inputs) -> dict[int, Any]:
         count = len(self.inputs)
         if isinstance(data, Mapping):
-            items = {self._index(key): value for key, value in data.items()}
-        elif isinstance(data, (list, tuple)) and count > 1:
+            items = self._by_key(data)
+        elif isinstance(data, (list, tuple)) and (count > 1 or _arrays_by_index(data, count)):
             items = dict(enumerate(data))
         else:
             items = {0: data}
@@ -74,6 +74,18 @@ class InputAdapter:
                 f"the model takes {count} input(s) {self._names()}, got {len(items)}"
                 + ("" if isinstance(data, Mapping) else " (pass a list by input index or a dict by name)")
             )
+        return items
+
+    def _by_key(self, data: Mapping[str | int, Any]) -> dict[int, Any]:
+        items: dict[int, Any] = {}
+        keys: dict[int, str | int] = {}
+        for key, value in data.items():
+            index = self._index(key)
+            if index in items:
+                raise InputNameError(
+                    f"input {self._names()[index]!r} is given twice (as {keys[index]!r} and {key!r})"
+                )
+            items[index], keys[index] = value, key
         return items
 
     def _index(self, key: str | int) -> int:
@@ -122,10 +134,17 @@ def _as_array(info: TensorInfo, value: Any) -> np.ndarray:
         ) from exc
 
 
+def _arrays_by_index(data: list[Any] | tuple[Any, ...], count: int) -> bool:
+    """``[x]`` for a one-input model means "inputs by index" when it holds exactly one array."""
+    return len(data) == count and all(isinstance(v, np.ndarray) for v in data)
+
+
 def _cast(info: TensorInfo, array: np.ndarray) -> np.ndarray:
     target = info.dtype
     assert target is not None
     if array.dtype.kind in "biuf" and np.can_cast(array.dtype, target, casting="same_kind"):
+        if target.kind in "iu" and not np.can_cast(array.dtype, target) and array.size:
+            _check_range(info, array, np.iinfo(target))
         return array.astype(target)
     raise InputDtypeError(
         f"input {info.name!r}: dtype {array.dtype} cannot be converted to the model's {target} "
@@ -138,3 +157,12 @@ def _fmt(shape: tuple[int, ...] | None) -> str:
     if shape is None:
         return "(any rank)"
     return "[" + ",".join("?" if d < 0 else str(d) for d in shape) + "]"
+
+
+def _check_range(info: TensorInfo, array: np.ndarray, limits: np.iinfo) -> None:
+    low, high = array.min(), array.max()
+    if low < limits.min or high > limits.max:
+        raise InputDtypeError(
+            f"input {info.name!r}: values {low}..{high} do not fit the model's {info.dtype} "
+            f"({limits.min}..{limits.max})"
+        )

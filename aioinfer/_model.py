@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Mapping
+from collections.abc import AsyncIterable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ from ._pool import RequestPool
 from ._stats import Stats
 
 if TYPE_CHECKING:
-    from ._map import MapResult
+    from ._map import MapIterator
 
 DEFAULT_HINT = "THROUGHPUT"
 
@@ -107,10 +107,13 @@ class AsyncModel:
         max_in_flight: int | None = None,
         ordered: bool = True,
         return_exceptions: bool = False,
-    ) -> AsyncIterator[MapResult]:
-        """Infer every item of a (sync or async) iterable with at most ``max_in_flight`` in flight.
+        progress: bool = False,
+    ) -> MapIterator:
+        """Infer every item of a (sync or async) iterable, e.g. a frame source, with at most
+        ``max_in_flight`` items read and not yet yielded (default: twice ``num_requests``).
 
-        See :func:`aioinfer.amap` for the full contract.
+        Yields :class:`MapResult` in input order (``ordered=True``) or as completed; see
+        :func:`aioinfer.amap` for the whole contract.
         """
         from ._map import amap
 
@@ -120,6 +123,7 @@ class AsyncModel:
             max_in_flight=max_in_flight or 2 * self.info.num_requests,
             ordered=ordered,
             return_exceptions=return_exceptions,
+            progress=progress,
         )
 
     def stats(self) -> Stats:
@@ -230,5 +234,7 @@ def _compile_config(compiled: ov.CompiledModel) -> dict[str, Any]:
         if key in ("SUPPORTED_PROPERTIES", "NETWORK_NAME", "EXECUTION_DEVICES"):
             continue
         value = _property(compiled, key, None)
+        if isinstance(value, ov.Type):
+            value = value.get_type_name()
         config[key] = value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
     return config

@@ -29,8 +29,11 @@ from ._errors import ClosedError, InferenceError, InferTimeout, QueueFull, ov_me
 from ._outputs import Outputs
 from ._stats import Recorder, Stats
 
-QUEUED, RUNNING, DONE, CANCELLED = "queued", "running", "done", "cancelled"
+# a job's states: QUEUED -> RUNNING -> FINISHED (outcome handed to the loop) -> DONE (delivered);
+# CANCELLED from any state before DONE
+QUEUED, RUNNING, FINISHED, DONE, CANCELLED = "queued", "running", "finished", "done", "cancelled"
 WATCH_INTERVAL_S = 0.02  # how often busy requests are checked for a failure the callback never reports
+WATCH_NAP_AFTER_S = 1.0  # idle this long, the watchdog sleeps until the next job starts
 
 
 class _Job:
@@ -92,6 +95,7 @@ class RequestPool:
         self._stopped = False
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._kick = threading.Event()
+        self._watchdog_napping = False
         self._watchdog = threading.Thread(
             target=_watch, args=(weakref.ref(self), self._kick), name="aioinfer-watchdog", daemon=True
         )
@@ -130,6 +134,9 @@ class RequestPool:
                 slot = self._idle.pop()
                 self._assign(slot, job)
                 self._stats.submitted += 1
+                if self._watchdog_napping:
+                    self._watchdog_napping = False
+                    self._kick.set()
                 return slot
             if self._max_queue is not None and self._queued >= self._max_queue:
                 self._stats.rejected += 1
@@ -148,16 +155,21 @@ class RequestPool:
             self._cancel(job)
 
     def _cancel(self, job: _Job) -> None:
-        """The caller gave up: drop a queued job, cancel a running one on the device."""
+        """The caller gave up: drop a queued job, cancel a running one on the device, discard a
+        finished one's outcome."""
         with self._lock:
-            state, job.state = job.state, CANCELLED
+            state = job.state
+            if state in (DONE, CANCELLED):
+                return
+            job.state = CANCELLED
+            self._stats.cancelled += 1
             if state == QUEUED:
                 self._queued -= 1
-            elif state == RUNNING and job.slot is not None and job.slot.started:
-                job.slot.request.cancel()  # under the lock: the request cannot have moved on
-            if state in (QUEUED, RUNNING):
-                self._stats.cancelled += 1
-        if state == RUNNING:
+            slot = job.slot
+            on_device = state == RUNNING and slot is not None and slot.started
+            if on_device:  # a RUNNING job is its slot's current one: under the lock it cannot move on
+                slot.request.cancel()  # type: ignore[union-attr]
+        if on_device:
             self._kick.set()
 
     def _drain(self) -> None:
@@ -276,6 +288,16 @@ class RequestPool:
             return
         self._release(slot, gen, Outputs(arrays, self._out_names, self._out_index), None, request.latency)
 
+    def _watch_interval(self, idle_since: float) -> tuple[float, float]:
+        """Watchdog: poll every WATCH_INTERVAL_S while busy; after WATCH_NAP_AFTER_S idle, nap
+        until ``_submit`` wakes it. Returns the wait and when the pool became idle."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._idle) != len(self._slots):
+                idle_since = now
+            self._watchdog_napping = now - idle_since > WATCH_NAP_AFTER_S
+            return (WATCH_NAP_AFTER_S if self._watchdog_napping else WATCH_INTERVAL_S), idle_since
+
     def _poll(self) -> None:
         """Watchdog thread: find running jobs that failed or were cancelled on the device."""
         with self._lock:
@@ -295,6 +317,9 @@ class RequestPool:
             job = slot.job
             if slot.gen != gen or job is None:
                 return  # already handled by someone else
+            if job.state == RUNNING:
+                job.state = FINISHED
+            job.slot = None
             nxt = self._next_queued()
             if nxt is not None:
                 self._assign(slot, nxt)
@@ -336,12 +361,14 @@ def _completion_callback(pool_ref: weakref.ReferenceType[RequestPool], index: in
 
 
 def _watch(pool_ref: weakref.ReferenceType[RequestPool], kick: threading.Event) -> None:
-    """Watchdog thread body; holds the pool only weakly so an abandoned pool can be collected."""
+    """Watchdog thread body. Holds the pool only weakly: an abandoned pool is collected and the
+    thread ends."""
+    idle_since = time.monotonic()
     while True:
         pool = pool_ref()
         if pool is None or (pool._stopped and pool.busy_requests() == 0):
             return
-        interval = WATCH_INTERVAL_S if pool.busy_requests() else 1.0
+        interval, idle_since = pool._watch_interval(idle_since)
         del pool
         kick.wait(interval)
         kick.clear()

@@ -29,7 +29,11 @@ class Latency:
 
 @dataclass(frozen=True)
 class Stats:
-    """A snapshot of a model's work. ``submitted == completed + failed + cancelled + in_flight + queued``."""
+    """A snapshot of a model's work: ``submitted == completed + failed + cancelled + in_flight + queued``.
+
+    ``in_flight`` counts jobs on the device (``running``, never more than ``num_requests``) and
+    those finished but not yet delivered to their caller;
+    ``cancelled`` includes timeouts; ``rejected`` (QueueFull) jobs were never submitted."""
 
     submitted: int
     completed: int
@@ -37,6 +41,7 @@ class Stats:
     cancelled: int
     rejected: int
     in_flight: int
+    running: int
     queued: int
     num_requests: int
     device_ms: Latency = field(default_factory=Latency)
@@ -59,14 +64,17 @@ class Recorder:
         self.device_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.await_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
-    def snapshot(self, in_flight: int, queued: int, num_requests: int) -> Stats:
+    def snapshot(self, running: int, queued: int, num_requests: int) -> Stats:
+        """Counters now; ``in_flight`` is every submitted job neither queued nor settled."""
+        settled = self.completed + self.failed + self.cancelled
         return Stats(
             submitted=self.submitted,
             completed=self.completed,
             failed=self.failed,
             cancelled=self.cancelled,
             rejected=self.rejected,
-            in_flight=in_flight,
+            in_flight=self.submitted - settled - queued,
+            running=running,
             queued=queued,
             num_requests=num_requests,
             device_ms=Latency.of(self.device_ms),

