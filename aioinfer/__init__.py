@@ -27,6 +27,7 @@ from ._inputs import TensorInfo
 from ._model import AsyncModel, ModelInfo, load
 from ._outputs import Outputs
 from ._stats import Latency, Stats
+from . import tasks  # noqa: E402  (the subpackage needs the names above)
 
 __version__ = "0.1.0"
 
@@ -56,4 +57,5 @@ __all__ = [
     "WeightsNotFoundError",
     "__version__",
     "load",
+    "tasks",
 ]

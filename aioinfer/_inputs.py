@@ -11,7 +11,7 @@ import openvino as ov
 
 from ._errors import InputCountError, InputDtypeError, InputNameError, InputShapeError
 
-Inputs = np.ndarray | Sequence[Any] | Mapping[str | int, Any]
+Inputs = np.ndarray | Sequence[Any] | Mapping[str, Any] | Mapping[int, Any] | Mapping[str | int, Any]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class InputAdapter:
             )
         return items
 
-    def _by_key(self, data: Mapping[str | int, Any]) -> dict[int, Any]:
+    def _by_key(self, data: Mapping[Any, Any]) -> dict[int, Any]:
         items: dict[int, Any] = {}
         keys: dict[int, str | int] = {}
         for key, value in data.items():

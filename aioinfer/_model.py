@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
 import openvino as ov
@@ -151,17 +151,25 @@ class AsyncModel:
         return f"<AsyncModel {self.info.name!r} on {self.info.device} ({state})>"
 
 
-class _Loading:
-    """What :func:`load` returns: await it, or use it as ``async with``."""
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
 
-    def __init__(self, factory: Any) -> None:
+
+T = TypeVar("T", bound=_Closable)
+
+
+class _Loading(Generic[T]):
+    """What :func:`load` returns: await it (the caller closes the result), or use it as
+    ``async with`` (closed on exit)."""
+
+    def __init__(self, factory: Callable[[], Awaitable[T]]) -> None:
         self._factory = factory
-        self._model: AsyncModel | None = None
+        self._model: T | None = None
 
-    def __await__(self) -> Generator[Any, None, AsyncModel]:
-        return self._factory().__await__()
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._factory().__await__()  # type: ignore[attr-defined]
 
-    async def __aenter__(self) -> AsyncModel:
+    async def __aenter__(self) -> T:
         self._model = await self._factory()
         return self._model
 
@@ -180,7 +188,7 @@ def load(
     reshape: _loading.ReshapeSpec = None,
     max_queue: int | None = None,
     share_inputs: bool = False,
-) -> _Loading:
+) -> _Loading[AsyncModel]:
     """Read and compile ``model`` off the event loop and wrap it in an :class:`AsyncModel`.
 
     ``model``: a path (.xml beside its .bin, .onnx, .tflite, .pdmodel, .pb), the model's bytes, or

@@ -72,7 +72,9 @@ class Task:
         input_size: tuple[int, int] | None = None,
         max_threads: int | None = None,
     ) -> None:
-        self.models: dict[str, AsyncModel] = dict(models) if isinstance(models, Mapping) else {"model": models}
+        self.models: dict[str, AsyncModel] = (
+            dict(models) if isinstance(models, Mapping) else {"model": models}
+        )
         self.model: AsyncModel = next(iter(self.models.values()))
         self.labels = tuple(labels)
         self.input_size = input_size
@@ -117,9 +119,11 @@ class Task:
         max_in_flight: int | None = None,
         ordered: bool = True,
         return_exceptions: bool = False,
+        progress: bool = False,
     ) -> AsyncIterator[MapResult]:
         """Predict every image (or :class:`aioinfer.Frame`) of a sync or async iterable with at most
-        ``max_in_flight`` predictions in flight; the same contract as :meth:`AsyncModel.map`."""
+        ``max_in_flight`` predictions in flight (default: twice the main model's requests); the
+        same contract as :meth:`AsyncModel.map`. ``progress=True`` shows a tqdm bar."""
         from .._map import amap
 
         return amap(
@@ -128,6 +132,7 @@ class Task:
             max_in_flight=max_in_flight or 2 * self.model.info.num_requests,
             ordered=ordered,
             return_exceptions=return_exceptions,
+            progress=progress,
         )
 
     def _pre_process_any(self, image: Any) -> tuple[Any, Any]:
@@ -144,7 +149,9 @@ class Task:
 
     def record(self, stage: str, start: float) -> None:
         """Count one ``stage`` that began at ``start`` (``time.perf_counter()``) and ends now."""
-        self._stages.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append((time.perf_counter() - start) * 1000)
+        self._stages.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(
+            (time.perf_counter() - start) * 1000
+        )
 
     def stage_ms(self) -> dict[str, Latency]:
         """Latency percentiles in milliseconds of each stage of recent predictions, by stage name."""
@@ -213,7 +220,9 @@ class Task:
 
 def _as_bgr(image: Any) -> np.ndarray:
     if not isinstance(image, np.ndarray):
-        raise InputDtypeError(f"expected an image as a numpy array (HxWx3 BGR uint8), got {type(image).__name__}")
+        raise InputDtypeError(
+            f"expected an image as a numpy array (HxWx3 BGR uint8), got {type(image).__name__}"
+        )
     if image.dtype != np.uint8:
         raise InputDtypeError(f"expected a uint8 image, got dtype {image.dtype}")
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):

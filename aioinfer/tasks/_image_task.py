@@ -31,8 +31,11 @@ class ImageTask(Task):
     def default_normalization(cls, model: ov.Model) -> Normalization:
         """The normalization used when none is given: the model's own (OpenVINO Model API
         ``model_info`` mean_values/scale_values/reverse_input_channels) or raw BGR pixels."""
-        info = {k: model.get_rt_info(["model_info", k]).astype(str) for k in ("mean_values", "scale_values",
-                "reverse_input_channels") if model.has_rt_info(["model_info", k])}
+        info = {
+            k: model.get_rt_info(["model_info", k]).astype(str)
+            for k in ("mean_values", "scale_values", "reverse_input_channels")
+            if model.has_rt_info(["model_info", k])
+        }
         return Normalization(
             mean=_floats(info.get("mean_values"), 0.0),
             scale=_floats(info.get("scale_values"), 1.0),
@@ -50,12 +53,15 @@ class ImageTask(Task):
         normalization: Normalization | None = None,
         input_size: int | tuple[int, int] | None = None,
         max_threads: int | None = None,
+        reshape: _loading.ReshapeSpec = None,
         **load_kwargs: Any,
     ) -> T:
-        """Read ``model``, build the normalization into it, compile it and wrap it in this task."""
+        """Read ``model`` (reshaped by ``reshape``, given in the model's own input layout), build
+        the normalization into it, compile it and wrap it in this task."""
 
         def prepare() -> tuple[ov.Model, tuple[str, ...]]:
             ov_model = _loading.read_model(model)
+            _loading.reshape(ov_model, reshape)
             names = resolve_labels(labels, ov_model)
             return embed_normalization(ov_model, normalization or cls.default_normalization(ov_model)), names
 
@@ -84,7 +90,9 @@ def _input_size(model: ov.Model, given: int | tuple[int, int] | None, default: i
     if static:
         size = (shape[1].get_length(), shape[2].get_length())
         if wanted is not None and tuple(wanted) != size:
-            raise SettingsError(f"input_size {tuple(wanted)} does not match the model's fixed input size {size}")
+            raise SettingsError(
+                f"input_size {tuple(wanted)} does not match the model's fixed input size {size}"
+            )
         return size
     if wanted is None:
         return (default, default)

@@ -28,7 +28,7 @@ class LabelScore:
     score: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "label_id": self.label_id, "score": round(self.score, 6)}
+        return {"label": self.label, "label_id": int(self.label_id), "score": round(float(self.score), 6)}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,11 @@ class Classification:
         return self.classes[0] if self.classes else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "image_size": _size(self.image_size), "classes": [c.to_dict() for c in self.classes]}
+        return {
+            "task": self.task,
+            "image_size": _size(self.image_size),
+            "classes": [c.to_dict() for c in self.classes],
+        }
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,8 @@ class DetectedObject:
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
-            "label_id": self.label_id,
-            "score": round(self.score, 6),
+            "label_id": int(self.label_id),
+            "score": round(float(self.score), 6),
             "box": [round(float(v), 2) for v in self.box],
         }
 
@@ -74,7 +78,11 @@ class Detections:
     task: str = field(default="detection", init=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "image_size": _size(self.image_size), "objects": [o.to_dict() for o in self.objects]}
+        return {
+            "task": self.task,
+            "image_size": _size(self.image_size),
+            "objects": [o.to_dict() for o in self.objects],
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +104,8 @@ class Segmentation:
             "task": self.task,
             "image_size": _size(self.image_size),
             "classes": [
-                {"label": label_of(self.labels, int(i)), "label_id": int(i), "pixels": int(n)} for i, n in zip(ids, counts)
+                {"label": label_of(self.labels, int(i)), "label_id": int(i), "pixels": int(n)}
+                for i, n in zip(ids, counts, strict=True)
             ],
         }
         if include_map:
@@ -122,8 +131,8 @@ class TextLine:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "text": self.text,
-            "score": round(self.score, 6),
+            "text": str(self.text),
+            "score": round(float(self.score), 6),
             "polygon": [[round(float(x), 2), round(float(y), 2)] for x, y in self.polygon],
         }
 
@@ -141,13 +150,16 @@ class TextResult:
         return [line.text for line in self.lines]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "image_size": _size(self.image_size), "lines": [ln.to_dict() for ln in self.lines]}
+        return {
+            "task": self.task,
+            "image_size": _size(self.image_size),
+            "lines": [ln.to_dict() for ln in self.lines],
+        }
 
 
-Prediction = Union[Classification, Detections, Segmentation, TextResult]
+Prediction = Union[Classification, Detections, Segmentation, TextResult]  # noqa: UP007 (a runtime alias on 3.10)
 
 
 def label_of(labels: tuple[str, ...], label_id: int) -> str:
     """The name of class ``label_id``, or its number as text when ``labels`` does not name it."""
     return labels[label_id] if 0 <= label_id < len(labels) else str(label_id)
-

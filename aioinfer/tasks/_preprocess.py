@@ -50,7 +50,9 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) ->
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
     canvas = np.full((height, width, image.shape[2]), pad_value, dtype=image.dtype)
-    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(
+        image, (new_w, new_h), interpolation=cv2.INTER_LINEAR
+    )
     return canvas, Transform(new_w / w, new_h / h, pad_x, pad_y)
 
 

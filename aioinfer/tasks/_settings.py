@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Union
 
+import numpy as np
 import yaml
 
 from .._errors import SettingsError
@@ -42,22 +45,24 @@ class Setting:
 
     def check(self, key: str, value: Any) -> Any:
         """``value`` converted to this setting's type, or :class:`SettingsError` naming ``key``."""
-        if self.choices is not None:
-            if value not in self.choices:
-                raise SettingsError(f"setting {key!r}: {value!r} is not accepted; expected {self.accepted()}")
-            return value
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise SettingsError(f"setting {key!r}: {value!r} is not accepted; expected {self.accepted()}")
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            self.kind is int and not float(value).is_integer()
-        ):
+        if not self._accepts(value):
             raise SettingsError(f"setting {key!r}: {value!r} is not accepted; expected {self.accepted()}")
+        if self.choices is not None or self.kind is bool:
+            return bool(value) if self.kind is bool else value
         value = self.kind(value)
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise SettingsError(f"setting {key!r}: {value!r} is out of range; expected {self.accepted()}")
         return value
+
+    def _accepts(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        is_bool = isinstance(value, (bool, np.bool_))
+        if self.kind is bool or is_bool:
+            return self.kind is bool and is_bool
+        if not isinstance(value, numbers.Real) or math.isnan(value):
+            return False
+        return self.kind is not int or float(value).is_integer()
 
 
 class Settings:

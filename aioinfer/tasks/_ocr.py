@@ -1,0 +1,333 @@
+"""OCR as a pipeline of three models: text detection (DB probability map) → line boxes → crops →
+optional 0/180° orientation → recognition (CTC) of every crop concurrently over the request pools.
+
+Runs the PP-OCR models shipped in the ``rapidocr`` wheel by default. Thresholds and normalization
+follow PP-OCR's published defaults (``(pixel / 255 - 0.5) / 0.5`` on BGR, DB thresholds 0.3/0.5,
+unclip ratio 1.6, recognizer height 48 and minimum width 320, classifier 48x192).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import anyio
+import cv2
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+
+from .. import _loading
+from .._bundled import bundled_model
+from .._errors import ModelLoadError, SettingsError
+from .._model import AsyncModel
+from .._model import load as load_model
+from .._outputs import Outputs
+from ._base import Task
+from ._predictions import TextLine, TextResult
+from ._preprocess import Normalization, as_batch, embed_normalization
+from ._settings import Setting, SettingsSource
+
+PPOCR_NORMALIZATION = Normalization(mean=(127.5,) * 3, scale=(127.5,) * 3, rgb=False)
+REC_HEIGHT, REC_MIN_WIDTH = 48, 320
+CLS_HEIGHT, CLS_WIDTH = 48, 192
+PAD_VALUE = 127  # mid-grey: ~0 after normalization, like PP-OCR's zero padding
+LINE_Y_TOLERANCE = 10  # boxes whose tops differ by less than this many pixels are on one line
+MIN_BOX_SIDE = 3
+
+
+@dataclass(frozen=True)
+class _Meta:
+    image: np.ndarray
+    scale_x: float  # det-input pixels per image pixel
+    scale_y: float
+    cfg: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class _Lines:
+    quads: list[np.ndarray]  # [4, 2] float32 in image pixels: tl, tr, br, bl
+    crops: list[np.ndarray]
+
+
+def det_input_size(height: int, width: int, limit_side: int, limit_type: str) -> tuple[int, int]:
+    """The detector's input (height, width): scaled so the ``min``/``max`` side meets ``limit_side``,
+    each side rounded to a multiple of 32 (at least 32)."""
+    short, long = min(height, width), max(height, width)
+    if limit_type == "max":
+        ratio = limit_side / long if long > limit_side else 1.0
+    else:
+        ratio = limit_side / short if short < limit_side else 1.0
+    return (max(32, round(height * ratio / 32) * 32), max(32, round(width * ratio / 32) * 32))
+
+
+def order_quad(points: np.ndarray) -> np.ndarray:
+    """Four corners as top-left, top-right, bottom-right, bottom-left."""
+    by_x = points[np.argsort(points[:, 0], kind="stable")]
+    left = by_x[:2][np.argsort(by_x[:2, 1], kind="stable")]
+    right = by_x[2:][np.argsort(by_x[2:, 1], kind="stable")]
+    return np.array([left[0], right[0], right[1], left[1]], np.float32)
+
+
+def text_quads(
+    prob: np.ndarray, *, thresh: float, box_thresh: float, unclip_ratio: float, max_candidates: int
+) -> list[tuple[np.ndarray, float]]:
+    """Text regions of a DB probability map [H, W]: (quad in map pixels, mean probability inside).
+
+    Pixels above ``thresh`` form regions; a region's minimum-area rectangle is kept when the mean
+    probability inside it reaches ``box_thresh``, then grown on every side by
+    ``area * unclip_ratio / perimeter`` (DB's unclip: the text kernel is narrower than the text).
+    """
+    bitmap = cv2.dilate((prob > thresh).astype(np.uint8), np.ones((2, 2), np.uint8))
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    found = []
+    for contour in contours[:max_candidates]:
+        (cx, cy), (w, h), angle = cv2.minAreaRect(contour)
+        if min(w, h) < MIN_BOX_SIDE:
+            continue
+        score = _mean_inside(prob, cv2.boxPoints(((cx, cy), (w, h), angle)))
+        if score < box_thresh:
+            continue
+        grow = w * h * unclip_ratio / (2 * (w + h))
+        w, h = w + 2 * grow, h + 2 * grow
+        if min(w, h) < MIN_BOX_SIDE + 2:
+            continue
+        found.append((order_quad(cv2.boxPoints(((cx, cy), (w, h), angle))), score))
+    return found
+
+
+def _mean_inside(prob: np.ndarray, quad: np.ndarray) -> float:
+    x0, y0 = np.clip(np.floor(quad.min(axis=0)).astype(int), 0, [prob.shape[1] - 1, prob.shape[0] - 1])
+    x1, y1 = np.clip(np.ceil(quad.max(axis=0)).astype(int), 0, [prob.shape[1] - 1, prob.shape[0] - 1])
+    mask = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
+    cv2.fillPoly(mask, [np.round(quad - [x0, y0]).astype(np.int32)], 1)
+    return float(cv2.mean(prob[y0 : y1 + 1, x0 : x1 + 1], mask)[0])
+
+
+def reading_order(quads: Sequence[np.ndarray]) -> list[int]:
+    """Indices of ``quads`` top to bottom, and left to right within a line."""
+    by_top = sorted(range(len(quads)), key=lambda i: float(quads[i][0, 1]))
+    line, lines, prev_y = 0, {}, None
+    for i in by_top:
+        y = float(quads[i][0, 1])
+        if prev_y is not None and y - prev_y >= LINE_Y_TOLERANCE:
+            line += 1
+        lines[i], prev_y = line, y
+    return sorted(by_top, key=lambda i: (lines[i], float(quads[i][0, 0])))
+
+
+def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """The region inside ``quad`` warped upright; turned 90° when much taller than wide."""
+    width = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2])))
+    height = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+    matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
+    crop = cv2.warpPerspective(
+        image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
+    return np.ascontiguousarray(np.rot90(crop)) if height >= 1.5 * width else crop
+
+
+def fit_height(crop: np.ndarray, height: int, min_width: int, max_width: int | None = None) -> np.ndarray:
+    """``crop`` resized to ``height`` keeping its aspect ratio (width capped at ``max_width``), padded
+    on the right with mid-grey to at least ``min_width``; as a batch of one."""
+    h, w = crop.shape[:2]
+    width = math.ceil(height * w / h)
+    if max_width is not None:
+        width = min(width, max_width)
+    canvas = np.full((height, max(width, min_width), 3), PAD_VALUE, np.uint8)
+    canvas[:, :width] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+    return as_batch(canvas)
+
+
+def ctc_decode(ids: np.ndarray, scores: np.ndarray, characters: Sequence[str]) -> tuple[str, float]:
+    """Greedy CTC decoding of the best class per time step (``ids`` [T], class 0 the blank) with its
+    probability (``scores`` [T]): the text, and the mean probability of its characters (0 for none)."""
+    keep = ids != 0
+    keep[1:] &= ids[1:] != ids[:-1]
+    if not keep.any():
+        return "", 0.0
+    text = "".join(characters[i] for i in ids[keep])
+    return text, float(scores[keep].mean())
+
+
+def best_class_head(model: ov.Model) -> ov.Model:
+    """``model`` (output [N, T, K] class probabilities) ending in the best class per step instead:
+    outputs ``scores`` [N, T] and ``ids`` [N, T], so the device does the arg-max, not Python."""
+    probs = model.get_results()[0].input_value(0)
+    top = ops.topk(probs, ops.constant(np.int64(1)), -1, "max", "none", "i32")
+    axis = ops.constant(np.array([-1], np.int64))
+    scores, ids = ops.squeeze(top.output(0), axis), ops.squeeze(top.output(1), axis)
+    scores.output(0).get_tensor().set_names({"scores"})
+    ids.output(0).get_tensor().set_names({"ids"})
+    return ov.Model([scores.output(0), ids.output(0)], model.get_parameters(), model.get_friendly_name())
+
+
+def model_characters(model: ov.Model) -> tuple[str, ...]:
+    """The recognizer's alphabet from its metadata (PP-OCR ONNX ``character``), with the CTC blank
+    first and the space last, as PP-OCR trains them."""
+    if not model.has_rt_info(["framework", "character"]):
+        raise ModelLoadError(
+            "the recognition model has no 'character' list in its metadata; pass characters="
+        )
+    return ("", *model.get_rt_info(["framework", "character"]).astype(str).split("\n"), " ")
+
+
+class OCRTask(Task):
+    """Text lines in an image, with their polygons and confidences.
+
+    Models: ``det`` (DB text detector: image → probability map), ``rec`` (CTC recognizer on crops
+    48 pixels high), and ``cls`` (0/180° line orientation; optional). Every crop of an image is
+    classified and recognized concurrently: one ``infer`` per crop, all in flight at once.
+    """
+
+    name = "ocr"
+    settings_spec: ClassVar[dict[str, Setting]] = {
+        "det_limit_side": Setting(960, 32, 4096, doc="detector input side limit, pixels"),
+        "det_limit_type": Setting("max", choices=("max", "min"), doc="which side det_limit_side bounds"),
+        "det_thresh": Setting(0.3, 0.0, 1.0, doc="probability above which a pixel is text"),
+        "box_thresh": Setting(0.5, 0.0, 1.0, doc="minimum mean probability of a text box"),
+        "unclip_ratio": Setting(1.6, 0.0, 10.0, doc="how much a text kernel is grown into its box"),
+        "max_candidates": Setting(1000, 1, 100_000, doc="at most this many text regions per image"),
+        "use_cls": Setting(True, doc="detect and undo upside-down lines"),
+        "cls_thresh": Setting(0.9, 0.0, 1.0, doc="minimum confidence to turn a line by 180 degrees"),
+        "text_score": Setting(0.5, 0.0, 1.0, doc="drop lines recognized with a lower confidence"),
+    }
+
+    def __init__(self, models: Mapping[str, AsyncModel], *, characters: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(models, **kwargs)
+        self.characters = tuple(characters)
+
+    @classmethod
+    async def create(
+        cls,
+        model: Mapping[str, Any] | None = None,
+        *,
+        labels: Any = None,
+        settings: SettingsSource | None = None,
+        device: str = "AUTO",
+        characters: Sequence[str] | None = None,
+        max_threads: int | None = None,
+        **load_kwargs: Any,
+    ) -> OCRTask:
+        """Load ``model``: ``None`` for the bundled PP-OCR models, or a mapping with ``det`` and
+        ``rec`` (and optionally ``cls``) model sources. ``characters``: the recognizer's classes in
+        order (index 0 the CTC blank), needed only when its metadata has no ``character`` list."""
+        if labels is not None:
+            raise SettingsError("the ocr task takes no labels: its recognizer's alphabet is in the model")
+        sources = _sources(model)
+
+        def prepare(role: str) -> ov.Model:
+            return embed_normalization(_loading.read_model(sources[role]), PPOCR_NORMALIZATION)
+
+        ov_models = {role: await anyio.to_thread.run_sync(prepare, role) for role in sources}
+        alphabet = tuple(characters) if characters is not None else model_characters(ov_models["rec"])
+        _check_alphabet(ov_models["rec"], alphabet)
+        ov_models["rec"] = best_class_head(ov_models["rec"])
+        loaded: dict[str, AsyncModel] = {}
+        try:
+            for role, ov_model in ov_models.items():
+                loaded[role] = await load_model(ov_model, device=device, **load_kwargs)
+            return cls(loaded, characters=alphabet, settings=settings, max_threads=max_threads)
+        except BaseException:
+            await asyncio.gather(*(m.aclose() for m in loaded.values()))
+            raise
+
+    def pre_process(self, image: np.ndarray) -> tuple[np.ndarray, _Meta]:
+        cfg = self.settings_now
+        h, w = image.shape[:2]
+        in_h, in_w = det_input_size(h, w, cfg["det_limit_side"], cfg["det_limit_type"])
+        resized = cv2.resize(image, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
+        return as_batch(resized), _Meta(image, in_w / w, in_h / h, cfg)
+
+    async def forward(self, inputs: np.ndarray, meta: _Meta) -> tuple[_Lines, list[Outputs]]:
+        start = time.perf_counter()
+        det = await self.models["det"].infer(inputs)
+        self.record("det", start)
+        lines = await self.run_sync("boxes", self._lines, det[0], meta)
+        if meta.cfg["use_cls"] and "cls" in self.models and lines.crops:
+            lines = await self._orient(lines, meta.cfg["cls_thresh"])
+        batches = await self.run_sync("rec_pre", _rec_inputs, lines.crops)
+        start = time.perf_counter()
+        rec = await asyncio.gather(*(self.models["rec"].infer(b) for b in batches))
+        self.record("rec", start)
+        return lines, list(rec)
+
+    def post_process(self, outputs: tuple[_Lines, list[Outputs]], meta: _Meta) -> TextResult:
+        lines, rec = outputs
+        found = []
+        for quad, out in zip(lines.quads, rec, strict=True):
+            text, score = ctc_decode(out["ids"][0], out["scores"][0], self.characters)
+            if text and score >= meta.cfg["text_score"]:
+                found.append(TextLine(text, score, tuple((float(x), float(y)) for x, y in quad)))
+        return TextResult(tuple(found), meta.image.shape[:2])
+
+    def _lines(self, prob: np.ndarray, meta: _Meta) -> _Lines:
+        cfg = meta.cfg
+        found = text_quads(
+            prob[0, 0],
+            thresh=cfg["det_thresh"],
+            box_thresh=cfg["box_thresh"],
+            unclip_ratio=cfg["unclip_ratio"],
+            max_candidates=cfg["max_candidates"],
+        )
+        h, w = meta.image.shape[:2]
+        quads = []
+        for quad, _ in found:
+            quad = np.clip(quad / [meta.scale_x, meta.scale_y], 0, [w - 1, h - 1]).astype(np.float32)
+            if min(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[0] - quad[3])) > MIN_BOX_SIDE:
+                quads.append(quad)
+        quads = [quads[i] for i in reading_order(quads)]
+        return _Lines(quads, [crop_quad(meta.image, q) for q in quads])
+
+    async def _orient(self, lines: _Lines, thresh: float) -> _Lines:
+        batches = await self.run_sync("cls_pre", _cls_inputs, lines.crops)
+        start = time.perf_counter()
+        outs = await asyncio.gather(*(self.models["cls"].infer(b) for b in batches))
+        self.record("cls", start)
+        flipped = await self.run_sync("cls_post", _upright, lines.crops, [o[0][0] for o in outs], thresh)
+        return _Lines(lines.quads, flipped)
+
+
+def _rec_inputs(crops: list[np.ndarray]) -> list[np.ndarray]:
+    return [fit_height(c, REC_HEIGHT, REC_MIN_WIDTH) for c in crops]
+
+
+def _cls_inputs(crops: list[np.ndarray]) -> list[np.ndarray]:
+    return [fit_height(c, CLS_HEIGHT, CLS_WIDTH, CLS_WIDTH) for c in crops]
+
+
+def _upright(crops: list[np.ndarray], probs: list[np.ndarray], thresh: float) -> list[np.ndarray]:
+    """Crops the classifier finds upside down (class 1: 180 degrees, above ``thresh``) turned over."""
+    return [
+        cv2.rotate(c, cv2.ROTATE_180) if p.argmax() == 1 and p[1] > thresh else c
+        for c, p in zip(crops, probs, strict=True)
+    ]
+
+
+def _check_alphabet(rec: ov.Model, alphabet: Sequence[str]) -> None:
+    classes = rec.output(0).get_partial_shape()[-1]
+    if classes.is_static and classes.get_length() != len(alphabet):
+        raise ModelLoadError(
+            f"the recognizer scores {classes.get_length()} classes but its alphabet (with the CTC blank) "
+            f"has {len(alphabet)}"
+        )
+
+
+def _sources(model: Mapping[str, Any] | None) -> dict[str, Any]:
+    if model is None:
+        return {role: bundled_model(role) for role in ("det", "rec", "cls")}
+    if (
+        not isinstance(model, Mapping)
+        or not {"det", "rec"} <= set(model)
+        or not set(model) <= {"det", "rec", "cls"}
+    ):
+        raise ModelLoadError(
+            "the ocr task takes None (bundled PP-OCR models) or a mapping with 'det', 'rec' "
+            f"and optionally 'cls' model sources, got {model!r}"
+        )
+    return {role: model[role] for role in ("det", "rec", "cls") if role in model}

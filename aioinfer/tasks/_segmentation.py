@@ -1,0 +1,41 @@
+"""Semantic segmentation: a class id for every pixel of the image."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from .._outputs import Outputs
+from ._image_task import ImageTask
+from ._predictions import Segmentation
+from ._preprocess import as_batch, stretch
+from ._settings import Setting
+
+
+def class_map(raw: np.ndarray) -> np.ndarray:
+    """One image's output → class ids [H, W]: argmax of [C, H, W] scores, or [H, W] / [1, H, W] ids."""
+    if raw.ndim == 3 and raw.shape[0] > 1:
+        return raw.argmax(axis=0).astype(np.int32)
+    return raw.reshape(raw.shape[-2:]).astype(np.int32)
+
+
+class SegmentationTask(ImageTask):
+    """A class per pixel from a model with a [1, C, H, W] scores (or [1, H, W] ids) output; the map is
+    resized back to the image with nearest-neighbour sampling."""
+
+    name = "segmentation"
+    default_input_size = 512
+    settings_spec: ClassVar[dict[str, Setting]] = {}
+
+    def pre_process(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
+        assert self.input_size is not None
+        resized, _ = stretch(image, self.input_size)
+        return as_batch(resized), image.shape[:2]
+
+    def post_process(self, outputs: Outputs, meta: tuple[int, int]) -> Segmentation:
+        height, width = meta
+        ids = class_map(outputs[0][0])
+        full = cv2.resize(ids, (width, height), interpolation=cv2.INTER_NEAREST)
+        return Segmentation(full.astype(np.int32), self.labels)

@@ -1,0 +1,80 @@
+"""The Task protocol, subclassed by a user: pre/post-processing run on worker threads, map, close."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import ClassVar
+
+import models
+import numpy as np
+import pytest
+
+import aioinfer
+from aioinfer import tasks
+
+
+@dataclass(frozen=True)
+class Brightness:
+    value: float
+
+    def to_dict(self):
+        return {"value": self.value}
+
+
+class BrightnessTask(tasks.Task):
+    """Mean of each of the first 4 pixels, through y = 2x + 1."""
+
+    name = "brightness"
+    settings_spec: ClassVar = {"offset": tasks.Setting(0.0, -10.0, 10.0)}
+
+    def __init__(self, model):
+        super().__init__(model, max_threads=1)
+        self.threads: set[int] = set()
+
+    def pre_process(self, image):
+        self.threads.add(threading.get_ident())
+        return image.reshape(-1, 3)[:4].mean(axis=1, dtype=np.float32)[np.newaxis], None
+
+    def post_process(self, outputs, meta):
+        self.threads.add(threading.get_ident())
+        return Brightness(float(outputs["y"].sum()) + self.settings_now["offset"])
+
+
+async def make_task():
+    return BrightnessTask(await aioinfer.load(models.linear(), config=models.EXACT))
+
+
+async def test_user_task_runs_pre_and_post_off_the_loop():
+    async with await make_task() as task:
+        image = np.full((2, 2, 3), 3, np.uint8)
+        pred = await task.predict(image)
+        assert pred.value == 4 * (2 * 3 + 1)
+        assert threading.get_ident() not in task.threads and len(task.threads) >= 1
+        task.update_settings(offset=1.5)
+        assert (await task.predict(image)).value == 29.5
+        assert set(task.stage_ms()) == {"pre_process", "forward", "post_process"}
+        info = task.info.to_dict()
+        assert info["task"] == "brightness" and info["num_requests"] >= 1
+        json.dumps(info)
+    assert task.model.closed
+
+
+async def test_map_and_errors_per_item():
+    async with await make_task() as task:
+        items = [np.full((2, 2, 3), i, np.uint8) for i in range(5)]
+        items[2] = np.zeros((2, 2, 3), np.float64)  # bad: only this item fails
+        results = [r async for r in task.map(items, max_in_flight=2, return_exceptions=True)]
+        assert [r.index for r in results] == [0, 1, 2, 3, 4]
+        assert isinstance(results[2].error, aioinfer.InputDtypeError)
+        assert [r.output.value for r in results if r.error is None] == [4.0, 12.0, 28.0, 36.0]
+
+
+async def test_base_methods_must_be_implemented():
+    model = await aioinfer.load(models.linear())
+    task = tasks.Task(model)
+    with pytest.raises(NotImplementedError):
+        await task.predict(np.zeros((2, 2, 3), np.uint8))
+    await task.aclose()
+    await task.aclose()  # idempotent

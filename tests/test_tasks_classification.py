@@ -1,0 +1,75 @@
+"""Classification on a model whose logits are the mean of each input channel (so answers are known)."""
+
+from __future__ import annotations
+
+import json
+
+import models
+import numpy as np
+import pytest
+
+from aioinfer import tasks
+from aioinfer.tasks._classification import probabilities
+
+
+def softmax(x):
+    e = np.exp(np.asarray(x, np.float64) - np.max(x))
+    return e / e.sum()
+
+
+async def test_top_k_with_labels_and_softmax():
+    async with tasks.load(
+        models.channel_means(), task="classification", labels=["blue", "green", "red"], config=models.EXACT
+    ) as cls:
+        image = np.zeros((48, 64, 3), np.uint8)
+        image[:] = (1, 3, 2)  # BGR: the model sees raw BGR channels
+        pred = await cls.predict(image)
+        expected = softmax([1, 3, 2])
+        assert [(c.label, c.label_id) for c in pred.classes] == [("green", 1), ("red", 2), ("blue", 0)]
+        assert [c.score for c in pred.classes] == pytest.approx([expected[1], expected[2], expected[0]])
+        assert pred.top.label == "green" and pred.image_size == (48, 64)
+        cls.update_settings(top_k=1)
+        assert [c.label for c in (await cls.predict(image)).classes] == ["green"]
+        cls.update_settings(top_k=3, min_score=0.3)
+        assert [c.label for c in (await cls.predict(image)).classes] == ["green"]
+        json.dumps(pred.to_dict())
+        assert cls.info.input_size == (32, 32) and cls.info.to_dict()["labels"] == ["blue", "green", "red"]
+
+
+async def test_normalization_and_rgb_order_run_in_the_graph():
+    norm = tasks.Normalization(mean=(10, 20, 30), scale=(2, 4, 5), rgb=True)
+    async with tasks.load(
+        models.channel_means(), task="classification", normalization=norm, config=models.EXACT
+    ) as cls:
+        image = np.zeros((32, 32, 3), np.uint8)
+        image[:] = (100, 60, 40)  # B, G, R → RGB (40, 60, 100) → ((40-10)/2, (60-20)/4, (100-30)/5)
+        pred = await cls.predict(image)
+        expected = softmax([15, 10, 14])
+        assert {c.label_id: c.score for c in pred.classes} == pytest.approx(dict(enumerate(expected)))
+
+
+async def test_normalization_from_the_models_runtime_info():
+    model = models.channel_means()
+    model.set_rt_info("10 20 30", ["model_info", "mean_values"])
+    model.set_rt_info("2", ["model_info", "scale_values"])
+    model.set_rt_info("True", ["model_info", "reverse_input_channels"])
+    async with tasks.load(model, task="classification", config=models.EXACT) as cls:
+        image = np.zeros((32, 32, 3), np.uint8)
+        image[:] = (100, 60, 40)  # → RGB (40, 60, 100) → ((40-10)/2, (60-20)/2, (100-30)/2)
+        pred = await cls.predict(image)
+        expected = softmax([15, 20, 35])
+        assert {c.label_id: c.score for c in pred.classes} == pytest.approx(dict(enumerate(expected)))
+
+
+async def test_labels_from_the_models_runtime_info():
+    model = models.channel_means()
+    model.set_rt_info("cat dog bird", ["model_info", "labels"])
+    cls = await tasks.load(model, task="classification", config=models.EXACT)  # the awaitable form
+    assert cls.labels == ("cat", "dog", "bird")
+    await cls.aclose()
+    assert cls.model.closed
+
+
+def test_probabilities_pass_through_or_softmax():
+    assert probabilities(np.array([0.2, 0.8])).tolist() == pytest.approx([0.2, 0.8])
+    assert probabilities(np.array([[0.0, 0.0]])).tolist() == pytest.approx([0.5, 0.5])

@@ -1,0 +1,118 @@
+"""Task settings: defaults, updates, YAML/dict round trips, and rejection naming the key and range."""
+
+from __future__ import annotations
+
+import models
+import numpy as np
+import pytest
+import yaml
+
+import aioinfer
+from aioinfer import tasks
+from aioinfer.tasks._settings import Setting, Settings
+
+SPECS = {
+    "conf_threshold": Setting(0.25, 0.0, 1.0),
+    "max_detections": Setting(300, 1, 1000),
+    "class_agnostic": Setting(False),
+    "mode": Setting("max", choices=("max", "min")),
+}
+DEFAULTS = {k: v.default for k, v in SPECS.items()}
+
+
+def test_defaults_and_update():
+    s = Settings(SPECS)
+    assert dict(s.values) == {
+        "conf_threshold": 0.25,
+        "max_detections": 300,
+        "class_agnostic": False,
+        "mode": "max",
+    }
+    s.update({"conf_threshold": 1, "max_detections": 10.0, "class_agnostic": np.bool_(True)})
+    assert s.values["class_agnostic"] is True
+    s.update({"max_detections": np.int64(7)})
+    assert s.values["max_detections"] == 7 and type(s.values["max_detections"]) is int
+    s.update({"max_detections": 10.0})
+    assert s.values["conf_threshold"] == 1.0 and isinstance(s.values["conf_threshold"], float)
+    assert s.values["max_detections"] == 10 and isinstance(s.values["max_detections"], int)
+    assert s.defaults["conf_threshold"] == 0.25
+    with pytest.raises(TypeError):
+        s.defaults["conf_threshold"] = 0.5  # read-only
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("conf_threshold", 1.5, r"'conf_threshold'.*out of range.*\[0.0, 1.0\]"),
+        ("conf_threshold", "high", r"'conf_threshold'.*'high'.*a number in \[0.0, 1.0\]"),
+        ("max_detections", 2.5, r"'max_detections'.*an integer in \[1, 1000\]"),
+        ("max_detections", True, r"'max_detections'"),
+        ("class_agnostic", 1, r"'class_agnostic'.*true or false"),
+        ("conf_threshold", float("nan"), r"'conf_threshold'.*nan"),
+        ("class_agnostic", None, r"'class_agnostic'.*None"),
+        ("mode", "avg", r"'mode'.*one of 'max', 'min'"),
+        ("iou", 0.5, r"unknown setting 'iou'; known settings: class_agnostic, conf_threshold"),
+    ],
+)
+def test_invalid_values_are_rejected_with_the_key_named(key, value, message):
+    s = Settings(SPECS)
+    with pytest.raises(aioinfer.SettingsError, match=message):
+        s.update({"conf_threshold": 0.5, key: value})
+    assert s.values["conf_threshold"] == 0.25  # all or nothing
+
+
+def test_yaml_and_dict_round_trip(tmp_path):
+    s = Settings(SPECS)
+    s.update({"conf_threshold": 0.4, "mode": "min"})
+    path = tmp_path / "settings.yml"
+    path.write_text(yaml.safe_dump(dict(s.values)))
+    other = Settings(SPECS, path)
+    assert dict(other.values) == dict(s.values)
+    other.set({"max_detections": 5})  # set: defaults + these
+    assert dict(other.values) == {**DEFAULTS, "max_detections": 5}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("conf_threshold: [1, 2]\n", "conf_threshold"),
+        ("- 1\n- 2\n", "must hold a mapping"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_settings_files(tmp_path, text, message):
+    path = tmp_path / "s.yml"
+    path.write_text(text)
+    with pytest.raises(aioinfer.SettingsError, match=message):
+        Settings(SPECS, path)
+    with pytest.raises(aioinfer.SettingsError, match="cannot read settings file"):
+        Settings(SPECS, tmp_path / "missing.yml")
+
+
+async def test_task_settings_surface(tmp_path):
+    head = np.zeros((1, 6, 8), np.float32)
+    async with tasks.load(
+        models.constant_head([1, 3, 64, 64], head),
+        task="detection",
+        settings={"conf_threshold": 0.3},
+        config=models.EXACT,
+    ) as det:
+        assert det.default_settings["conf_threshold"] == 0.25 and det.settings["conf_threshold"] == 0.3
+        det.update_settings(conf_threshold=0.4)
+        copy = det.settings
+        copy["conf_threshold"] = 0.9  # a copy: changing it changes nothing
+        assert det.settings["conf_threshold"] == 0.4
+        (tmp_path / "s.yml").write_text("iou_threshold: 0.6\n")
+        det.set_settings(tmp_path / "s.yml")
+        assert det.settings == {**det.default_settings, "iou_threshold": 0.6}
+        with pytest.raises(aioinfer.SettingsError, match=r"'iou_threshold'.*out of range"):
+            det.update_settings(iou_threshold=2)
+        assert det.describe_settings()["max_detections"] == "an integer in [1, 100000]"
+        await det.predict(np.zeros((64, 64, 3), np.uint8))  # still works
+
+
+async def test_bad_initial_settings_fail_before_loading():
+    with pytest.raises(aioinfer.SettingsError, match="unknown setting 'conf'"):
+        await tasks.load("does-not-exist.xml", task="detection", settings={"conf": 0.5})
+    with pytest.raises(aioinfer.SettingsError, match=r"unknown task 'pose'.*classification, detection"):
+        tasks.load("x.xml", task="pose")
