@@ -4,6 +4,7 @@
 pre/post-processing, and serving from async web apps.
 """
 
+from . import tasks
 from ._errors import (
     AioInferError,
     ClosedError,
@@ -24,10 +25,12 @@ from ._errors import (
     WeightsNotFoundError,
 )
 from ._inputs import TensorInfo
+from ._map import MapIterator, MapResult, MapStats, amap
 from ._model import AsyncModel, ModelInfo, load
 from ._outputs import Outputs
+from ._sinks import JsonlSink, VideoSink
+from ._sources import Frame, FrameSource, SourceStats, open_source
 from ._stats import Latency, Stats
-from . import tasks  # noqa: E402  (the subpackage needs the names above)
 
 __version__ = "0.1.0"
 
@@ -36,6 +39,8 @@ __all__ = [
     "AsyncModel",
     "ClosedError",
     "DeviceNotAvailableError",
+    "Frame",
+    "FrameSource",
     "InferTimeout",
     "InferenceError",
     "InputCountError",
@@ -43,7 +48,11 @@ __all__ = [
     "InputError",
     "InputNameError",
     "InputShapeError",
+    "JsonlSink",
     "Latency",
+    "MapIterator",
+    "MapResult",
+    "MapStats",
     "ModelInfo",
     "ModelLoadError",
     "ModelNotFoundError",
@@ -51,11 +60,15 @@ __all__ = [
     "QueueFull",
     "SettingsError",
     "SourceError",
+    "SourceStats",
     "Stats",
     "TensorInfo",
     "UnsupportedModelFormatError",
+    "VideoSink",
     "WeightsNotFoundError",
     "__version__",
+    "amap",
     "load",
+    "open_source",
     "tasks",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 from ._sources import Frame, FrameSource
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds arrays
 class MapResult:
     """One item's outcome, paired with the item it came from.
 
@@ -32,7 +33,7 @@ class MapResult:
 @dataclass(frozen=True)
 class MapStats:
     """A snapshot of a running map: items read from the source, inferred (successfully), failed,
-    dropped by the source's ``drop`` policy, in flight (read but not yet yielded), results per second."""
+    dropped by the source's ``drop`` policy, in flight (running now), results yielded per second."""
 
     read: int
     inferred: int
@@ -52,7 +53,7 @@ class _End:
 
 
 class _Job:
-    __slots__ = ("index", "timestamp_ms", "frame", "task")
+    __slots__ = ("frame", "index", "task", "timestamp_ms")
 
     def __init__(self, index: int, timestamp_ms: float | None, frame: Any, task: asyncio.Task[Any]) -> None:
         self.index = index
@@ -65,7 +66,9 @@ class _State:
     """Everything the feeder task and the iterator share. Holds no reference to the iterator, so
     dropping the iterator (``break`` out of ``async for``) lets it cancel the work at once."""
 
-    def __init__(self, fn: Callable[[Any], Awaitable[Any]], items: Any, max_in_flight: int, ordered: bool) -> None:
+    def __init__(
+        self, fn: Callable[[Any], Awaitable[Any]], items: Any, max_in_flight: int, ordered: bool
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self.fn = fn
         self.items = items
@@ -120,7 +123,7 @@ async def _feed(state: _State, stopping: asyncio.Event) -> None:
     try:
         iterator = _aiter(state.items)
         position = 0
-        while True:
+        while not stopping.is_set():
             await state.slots.acquire()
             try:
                 item = await iterator.__anext__()
@@ -162,7 +165,8 @@ class MapIterator(AsyncIterator[MapResult]):
         self._return_exceptions = return_exceptions
         self._stopping = asyncio.Event()
         self._finished = False
-        self._bar = tqdm(total=_length(items), unit="frame", dynamic_ncols=True) if progress else None
+        unit = "frame" if isinstance(items, FrameSource) else "item"
+        self._bar = tqdm(total=_length(items), unit=unit, dynamic_ncols=True) if progress else None
 
     def __aiter__(self) -> MapIterator:
         return self
@@ -236,7 +240,7 @@ class MapIterator(AsyncIterator[MapResult]):
             inferred=state.inferred,
             failed=state.failed,
             dropped=_source_dropped(state.items),
-            in_flight=state.read - state.yielded,
+            in_flight=len(state.running),
             fps=round(state.yielded / elapsed, 3) if elapsed > 0 else 0.0,
         )
 
@@ -247,21 +251,16 @@ class MapIterator(AsyncIterator[MapResult]):
         await self.aclose()
 
     def __del__(self) -> None:
-        state = getattr(self, "_state", None)
-        if state is None or self._finished:
+        if getattr(self, "_finished", True):
             return
-        try:
-            if asyncio.get_running_loop() is state.loop:
-                state.cancel()
-                return
-        except RuntimeError:  # dropped outside the loop's thread
-            pass
-        try:
-            state.loop.call_soon_threadsafe(state.cancel)
-        except RuntimeError:  # the loop is closed: nothing runs any more
-            pass
         if self._bar is not None:
             self._bar.close()
+        state = self._state
+        if _on_loop(state.loop):
+            state.cancel()
+            return
+        with contextlib.suppress(RuntimeError):  # a closed loop runs nothing any more
+            state.loop.call_soon_threadsafe(state.cancel)
 
 
 def amap(
@@ -313,6 +312,13 @@ def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> Any:
     if isinstance(items, AsyncIterable):
         return items.__aiter__()
     return _SyncIter(iter(items))
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _length(items: Any) -> int | None:

@@ -35,7 +35,9 @@ def two_in_two_out() -> ov.Model:
     a = ops.parameter([2, 3], np.float32, name="a")
     b = ops.parameter([2, 3], np.int32, name="b")
     bf = ops.convert(b, np.float32)
-    return ov.Model([_named(ops.add(a, bf), "sum"), _named(ops.multiply(a, bf), "prod")], [a, b], "two_by_two")
+    return ov.Model(
+        [_named(ops.add(a, bf), "sum"), _named(ops.multiply(a, bf), "prod")], [a, b], "two_by_two"
+    )
 
 
 def dynamic_sum() -> ov.Model:
@@ -69,8 +71,12 @@ def slow_conv(size: int = 96, layers: int = 4, channels: int = 32) -> ov.Model:
         c_in = channels
     mean = ops.reduce_mean(h, ops.constant(np.array([1, 2, 3], np.int64)), keep_dims=False)
     corner = ops.strided_slice(
-        x, ops.constant(np.array([0, 0, 0, 0], np.int64)), ops.constant(np.array([0, 1, 1, 1], np.int64)),
-        ops.constant(np.array([1, 1, 1, 1], np.int64)), begin_mask=[1, 0, 0, 0], end_mask=[1, 0, 0, 0],
+        x,
+        ops.constant(np.array([0, 0, 0, 0], np.int64)),
+        ops.constant(np.array([0, 1, 1, 1], np.int64)),
+        ops.constant(np.array([1, 1, 1, 1], np.int64)),
+        begin_mask=[1, 0, 0, 0],
+        end_mask=[1, 0, 0, 0],
     )
     k = ops.reshape(corner, ops.constant(np.array([-1, 1], np.int64)), False)
     y = ops.concat([k, ops.reshape(mean, ops.constant(np.array([-1, 1], np.int64)), False)], 1)
@@ -96,16 +102,19 @@ def frame_probe(layers: int = 0, channels: int = 16) -> ov.Model:
     ``layers`` > 0 adds a convolution stack on the frame (output ``work``) to make it slow."""
     x = ops.parameter([-1, -1, 3], np.uint8, name="x")
     xf = ops.convert(x, np.float32)
-    outputs = [_named(ops.reduce_mean(xf, ops.constant(np.array([0, 2], np.int64)), keep_dims=False), "means")]
+    axes = ops.constant(np.array([0, 2], np.int64))
+    outputs = [_named(ops.reduce_mean(xf, axes, keep_dims=False), "means")]
     if layers:
         rng = np.random.default_rng(0)
-        h = ops.unsqueeze(ops.transpose(xf, ops.constant(np.array([2, 0, 1], np.int64))), ops.constant(np.int64(0)))
+        chw = ops.transpose(xf, ops.constant(np.array([2, 0, 1], np.int64)))
+        h = ops.unsqueeze(chw, ops.constant(np.int64(0)))
         c_in = 3
         for _ in range(layers):
             w = ops.constant(rng.standard_normal((channels, c_in, 3, 3)).astype(np.float32) * 0.1)
             h = ops.relu(ops.convolution(h, w, [1, 1], [1, 1], [1, 1], [1, 1]))
             c_in = channels
-        outputs.append(_named(ops.reduce_mean(h, ops.constant(np.array([0, 1, 2, 3], np.int64)), keep_dims=False), "work"))
+        everything = ops.constant(np.array([0, 1, 2, 3], np.int64))
+        outputs.append(_named(ops.reduce_mean(h, everything, keep_dims=False), "work"))
     return ov.Model(outputs, [x], "frame_probe")
 
 
@@ -123,7 +132,8 @@ def indexed_frame(index: int, height: int = 48, width: int = 64) -> np.ndarray:
 def decode_index(column_means: np.ndarray) -> int:
     """The index of an :func:`indexed_frame` from its column means (``frame.mean(axis=(0, 2))``)."""
     left, right = column_means[len(column_means) // 4], column_means[3 * len(column_means) // 4]
-    return round((left - INDEX_BLOCK // 2) / INDEX_BLOCK) * 16 + round((right - INDEX_BLOCK // 2) / INDEX_BLOCK)
+    high, low = (round((v - INDEX_BLOCK // 2) / INDEX_BLOCK) for v in (left, right))
+    return high * 16 + low
 
 
 def frame_index(image: np.ndarray) -> int:
@@ -147,8 +157,10 @@ def constant_head(input_shape: list[int], head: np.ndarray, name: str = "head") 
     """Input ``x`` of ``input_shape`` (f32 NCHW image); output ``head``: the constant ``head``
     exactly (x only joins in as ``0 * sum(x)``), e.g. a crafted detector head."""
     x = ops.parameter(input_shape, np.float32, name="x")
-    zero = ops.multiply(ops.reduce_sum(x, ops.constant(np.arange(len(input_shape), dtype=np.int64)), False),
-                        ops.constant(np.float32(0)))
+    zero = ops.multiply(
+        ops.reduce_sum(x, ops.constant(np.arange(len(input_shape), dtype=np.int64)), False),
+        ops.constant(np.float32(0)),
+    )
     y = ops.add(ops.constant(np.asarray(head, np.float32)), zero)
     return ov.Model([_named(y, name)], [x], "constant_head")
 

@@ -1,0 +1,154 @@
+"""``aioinfer run`` end to end: real model files, real videos, real output files."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+import pytest
+from models import decode_index, frame_index, frame_probe, indexed_frame, linear, write_indexed_video
+
+from aioinfer._cli import main
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def probe_xml(tmp_path):
+    path = tmp_path / "probe.xml"
+    ov.save_model(frame_probe(), path)
+    return path
+
+
+@pytest.fixture
+def video(tmp_path):
+    return write_indexed_video(tmp_path / "clip.avi", 30, fps=10.0)
+
+
+def read_video(path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
+    cap.release()
+    return frames
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_writes_outputs_and_frames_of_the_selected_frames(tmp_path, probe_xml, video, capsys):
+    out, preds = tmp_path / "out.avi", tmp_path / "preds.jsonl"
+    argv = ["run", str(probe_xml), str(video), "-o", str(out), "--jsonl", str(preds), "--device", "CPU"]
+    assert (
+        main(
+            [*argv, "--start", "4", "--count", "8", "--step", "3", "--requests", "2", "--max-in-flight", "3"]
+        )
+        == 0
+    )
+    expected = [4, 7, 10, 13, 16, 19, 22, 25]
+    records = read_jsonl(preds)
+    assert [r["index"] for r in records] == expected
+    assert [r["timestamp_ms"] for r in records] == [i * 100.0 for i in expected]
+    means = records[0]["outputs"]["means"]
+    assert means["shape"] == [64] and means["dtype"] == "float32"
+    assert [decode_index(np.array(r["outputs"]["means"]["values"])) for r in records] == expected
+    assert [frame_index(f) for f in read_video(out)] == expected
+    err = capsys.readouterr().err
+    assert "8/8" in err and "8 frames in" in err
+
+
+def test_run_backward_over_an_image_folder(tmp_path, probe_xml, capsys):
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), indexed_frame(i))
+    preds = tmp_path / "p.jsonl"
+    argv = [
+        "run",
+        str(probe_xml),
+        str(tmp_path),
+        "--jsonl",
+        str(preds),
+        "--backward",
+        "--no-progress",
+        "--device",
+        "CPU",
+    ]
+    assert main(argv) == 0
+    assert [r["index"] for r in read_jsonl(preds)] == [4, 3, 2, 1, 0]
+    assert "/5" not in capsys.readouterr().err  # no progress bar
+
+
+def test_run_resizes_frames_for_an_nchw_model(tmp_path, video):
+    x = ops.parameter([1, 3, 16, 16], np.float32, name="x")
+    mean = ops.reduce_mean(x, ops.constant(np.array([1, 2, 3], np.int64)), keep_dims=False)
+    model = tmp_path / "nchw.xml"
+    ov.save_model(ov.Model([mean.output(0)], [x], "nchw"), model)
+    preds = tmp_path / "p.jsonl"
+    assert (
+        main(
+            [
+                "run",
+                str(model),
+                str(video),
+                "--jsonl",
+                str(preds),
+                "--count",
+                "3",
+                "--no-progress",
+                "--device",
+                "CPU",
+            ]
+        )
+        == 0
+    )
+    records = read_jsonl(preds)
+    assert len(records) == 3
+    (name,) = records[0]["outputs"]
+    expected = [float(cv2.resize(indexed_frame(i), (16, 16)).mean()) for i in range(3)]
+    got = [r["outputs"][name]["values"][0] for r in records]
+    assert np.allclose(got, expected, atol=2.0)  # the video is JPEG-compressed
+
+
+def test_run_with_a_task_writes_predictions_and_annotated_frames(tmp_path, video):
+    x = ops.parameter([1, 3, 32, 32], np.float32, name="x")
+    logits = ops.reduce_mean(x, ops.constant(np.array([2, 3], np.int64)), keep_dims=False)
+    model = tmp_path / "cls.xml"
+    ov.save_model(ov.Model([logits.output(0)], [x], "cls"), model)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("blue\ngreen\nred\n")
+    out, preds = tmp_path / "out.mp4", tmp_path / "p.jsonl"
+    argv = ["run", str(model), str(video), "--task", "classification", "--labels", str(labels)]
+    assert (
+        main(
+            [*argv, "-o", str(out), "--jsonl", str(preds), "--count", "5", "--no-progress", "--device", "CPU"]
+        )
+        == 0
+    )
+    records = read_jsonl(preds)
+    assert [r["index"] for r in records] == list(range(5))
+    assert {c["label"] for c in records[0]["prediction"]["classes"]} == {"blue", "green", "red"}
+    frames = read_video(out)
+    assert len(frames) == 5 and frames[0].shape == (48, 64, 3)
+
+
+def test_run_reports_a_missing_source_and_an_unusable_model(tmp_path, probe_xml, video, capsys):
+    assert main(["run", str(probe_xml), str(tmp_path / "nope.mp4"), "--device", "CPU"]) == 1
+    assert "nope.mp4" in capsys.readouterr().err
+    model = tmp_path / "linear.xml"
+    ov.save_model(linear(), model)
+    assert main(["run", str(model), str(video), "--device", "CPU", "--no-progress"]) == 1
+    assert "cannot feed video frames to input 'x'" in capsys.readouterr().err
+
+
+def test_run_rejects_bad_numbers(probe_xml, video, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(probe_xml), str(video), "--step", "0"])
+    assert exc.value.code == 2
+    assert "expected an integer >= 1" in capsys.readouterr().err

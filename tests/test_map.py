@@ -1,0 +1,302 @@
+"""amap / model.map over real videos and iterables, with real OpenVINO models."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import weakref
+
+import numpy as np
+import pytest
+from models import EXACT, decode_index, frame_index, frame_probe, linear, linear_expected, write_indexed_video
+
+import aioinfer
+from aioinfer._map import MapResult, amap
+from aioinfer._sources import open_source
+
+N = 60
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def video(tmp_path):
+    return write_indexed_video(tmp_path / "clip.avi", N)
+
+
+@pytest.fixture
+async def probe():
+    async with aioinfer.load(frame_probe(), device="CPU", config=EXACT, num_requests=2) as model:
+        yield model
+    assert_idle(model)
+
+
+@pytest.fixture
+async def slow_probe():
+    async with aioinfer.load(frame_probe(layers=3), device="CPU", config=EXACT, num_requests=2) as model:
+        yield model
+    assert_idle(model)
+
+
+def assert_idle(model: aioinfer.AsyncModel) -> None:
+    assert model.stats().in_flight == 0 and model.stats().queued == 0
+    assert model._pool.busy_requests() == 0
+
+
+def assert_paired(r: MapResult) -> None:
+    assert decode_index(r.output["means"]) == r.index == frame_index(r.frame)
+
+
+def source_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("aioinfer-source")]
+
+
+async def test_ordered_map_over_video_yields_every_frame_once_in_order_paired(video, probe):
+    async with open_source(video) as frames:
+        results = [r async for r in probe.map(frames, max_in_flight=8)]
+    assert [r.index for r in results] == list(range(N))
+    assert [r.timestamp_ms for r in results] == [i * 40.0 for i in range(N)]
+    for r in results:
+        assert_paired(r)
+        assert r.error is None
+    assert probe.stats().completed == N
+
+
+async def test_unordered_map_pairs_every_result_with_its_own_frame(video, slow_probe):
+    async with open_source(video, start=10, count=30, step=2) as frames:
+        results = [r async for r in slow_probe.map(frames, max_in_flight=6, ordered=False)]
+    assert sorted(r.index for r in results) == list(range(10, N, 2))
+    for r in results:
+        assert_paired(r)
+
+
+@pytest.mark.parametrize("kind", ["list", "generator", "async generator"])
+async def test_map_over_iterables_indexes_by_position(kind):
+    items = [np.full((2, 4), i, np.float32) for i in range(10)]
+
+    async def agen():
+        for x in items:
+            yield x
+
+    source = {"list": items, "generator": (x for x in items), "async generator": agen()}[kind]
+    async with aioinfer.load(linear(), device="CPU", config=EXACT) as model:
+        results = [r async for r in model.map(source, max_in_flight=3)]
+    assert [r.index for r in results] == list(range(10))
+    for r, x in zip(results, items, strict=True):
+        assert r.frame is x and r.timestamp_ms is None
+        np.testing.assert_array_equal(r.output["y"], linear_expected(x))
+
+
+async def test_failing_item_raises_at_its_position_and_cancels_the_rest():
+    items = (
+        [np.ones((1, 4), np.float32)] * 5 + [np.ones((1, 5), np.float32)] + [np.ones((1, 4), np.float32)] * 20
+    )
+    async with aioinfer.load(linear(), device="CPU", num_requests=2) as model:
+        seen = []
+        with pytest.raises(aioinfer.InputShapeError, match=r"got \[1, 5\]"):
+            async for r in model.map(items, max_in_flight=4):
+                seen.append(r.index)
+        assert seen == [0, 1, 2, 3, 4]
+    assert_idle(model)
+
+
+async def test_return_exceptions_yields_the_error_with_its_item():
+    items = [np.ones((1, 4), np.float32), np.ones((1, 5), np.float32), np.ones((1, 4), np.float32)]
+    async with aioinfer.load(linear(), device="CPU") as model:
+        results = [r async for r in model.map(items, max_in_flight=2, return_exceptions=True)]
+    assert [r.index for r in results] == [0, 1, 2]
+    assert results[0].error is None and results[2].error is None
+    assert isinstance(results[1].error, aioinfer.InputShapeError) and results[1].output is None
+    assert results[1].frame is items[1]
+
+
+async def test_source_error_is_raised_after_the_results_before_it():
+    def items():
+        for i in range(5):
+            yield np.full((1, 4), i, np.float32)
+        raise OSError("camera unplugged")
+
+    for ordered in (True, False):
+        seen = []
+        async with aioinfer.load(linear(), device="CPU") as model:
+            with pytest.raises(OSError, match="camera unplugged"):
+                async for r in model.map(open_source(items()), max_in_flight=3, ordered=ordered):
+                    seen.append(r.index)
+        assert sorted(seen) == list(range(5))
+
+
+class Tracked(np.ndarray):
+    """An array that can be weakly referenced, to count how many frames are alive."""
+
+
+async def test_fast_source_never_runs_ahead_of_a_slow_model(slow_probe):
+    refs: list[weakref.ref[Tracked]] = []
+    produced = 0
+    max_in_flight, buffer = 4, 2
+
+    def frames():
+        nonlocal produced
+        for i in range(40):
+            frame = np.full((48, 64, 3), i, np.uint8).view(Tracked)
+            refs.append(weakref.ref(frame))
+            produced += 1
+            yield frame
+
+    peak_alive = peak_ahead = 0
+    async with open_source(frames(), buffer=buffer) as source:
+        async for i, r in _enumerate(slow_probe.map(source, max_in_flight=max_in_flight)):
+            assert r.index == i
+            del r
+            gc.collect()
+            peak_alive = max(peak_alive, sum(ref() is not None for ref in refs))
+            peak_ahead = max(peak_ahead, produced - (i + 1))
+    # read but not yielded <= max_in_flight; the buffer; one frame held by the reader thread
+    assert peak_ahead <= max_in_flight + buffer + 1
+    assert peak_alive <= max_in_flight + buffer + 1
+    assert produced == 40
+
+
+async def _enumerate(results):
+    i = 0
+    async for r in results:
+        yield i, r
+        i += 1
+
+
+async def test_drop_oldest_on_a_fast_video_drops_and_counts_frames(tmp_path, slow_probe):
+    video = write_indexed_video(tmp_path / "long.avi", 200)
+    async with open_source(video, drop="oldest", buffer=1) as frames:
+        results = slow_probe.map(frames, max_in_flight=2)
+        indices = [r.index async for r in results]
+        stats = results.stats()
+        source_stats = frames.stats()
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert source_stats.read == 200
+    assert source_stats.dropped > 0 and source_stats.dropped == 200 - len(indices)
+    assert stats.dropped == source_stats.dropped
+    assert stats.read == stats.inferred == len(indices) and stats.in_flight == 0
+
+
+async def test_break_cancels_in_flight_and_releases_the_source(video, slow_probe):
+    async with open_source(video) as frames:
+        async for r in slow_probe.map(frames, max_in_flight=6):
+            if r.index == 5:
+                break
+    assert not source_threads()
+    await slow_probe.aclose()
+    assert_idle(slow_probe)
+    assert slow_probe.stats().submitted < N
+
+
+async def test_cancelling_the_consumer_stops_everything(video, slow_probe):
+    started = asyncio.Event()
+
+    async def consume():
+        async with open_source(video) as frames:
+            async for _ in slow_probe.map(frames, max_in_flight=6):
+                started.set()
+
+    task = asyncio.ensure_future(consume())
+    await started.wait()
+    task.cancel()
+    await asyncio.wait([task])
+    assert task.cancelled()
+    assert not source_threads()
+    await slow_probe.aclose()
+    assert_idle(slow_probe)
+    assert slow_probe.stats().cancelled > 0
+
+
+async def test_source_stop_drains_the_frames_in_flight(video, slow_probe):
+    async with open_source(video) as frames:
+        results = slow_probe.map(frames, max_in_flight=6)
+        indices = []
+        async for r in results:
+            indices.append(r.index)
+            if r.index == 10:
+                frames.stop()
+                read = results.stats().read
+        assert indices == list(range(len(indices)))
+        assert len(indices) == read  # everything read before stop() was inferred and yielded
+    assert not source_threads()
+
+
+async def test_map_stop_and_aclose(video, slow_probe):
+    async with open_source(video) as frames:
+        async with slow_probe.map(frames, max_in_flight=4) as results:
+            indices = []
+            async for r in results:
+                indices.append(r.index)
+                if r.index == 3:
+                    results.stop()
+            assert indices == list(range(len(indices))) and 4 <= len(indices) <= 8
+        async with slow_probe.map(frames, max_in_flight=4) as results:
+            first = await results.__anext__()
+            assert first.index == len(indices)
+        stats = results.stats()
+        assert stats.read > 1 and stats.inferred == 1 and stats.in_flight == 0  # the rest were cancelled
+    await slow_probe.aclose()
+    assert_idle(slow_probe)
+
+
+async def test_stats_and_progress_bar(video, probe, capsys):
+    async with open_source(video, count=25) as frames:
+        results = amap(probe.infer, frames, max_in_flight=4, progress=True)
+        assert [r.index async for r in results] == list(range(25))
+    stats = results.stats()
+    assert (stats.read, stats.inferred, stats.failed, stats.dropped, stats.in_flight) == (25, 25, 0, 0, 0)
+    assert stats.fps > 0
+    assert "25/25" in capsys.readouterr().err
+
+
+def test_max_in_flight_must_be_positive():
+    async def fn(x):
+        return x
+
+    async def main():
+        with pytest.raises(ValueError, match="max_in_flight"):
+            amap(fn, [1], max_in_flight=0)
+
+    asyncio.run(main())
+
+
+async def test_map_stopped_before_it_starts_reads_nothing(probe):
+    produced = []
+
+    def items():
+        for i in range(5):
+            produced.append(i)
+            yield np.zeros((2, 2, 3), np.uint8)
+
+    results = probe.map(items(), max_in_flight=2)
+    results.stop()
+    assert [r async for r in results] == []
+    assert produced == []
+
+
+@pytest.mark.parametrize("drop", [None, "oldest"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_break_closes_the_users_generator(probe, drop, kind):
+    closed = []
+
+    def frames():
+        try:
+            for i in range(1000):
+                yield np.full((48, 64, 3), i % 256, np.uint8)
+        finally:
+            closed.append(True)
+
+    async def aframes():
+        try:
+            for i in range(1000):
+                await asyncio.sleep(0)
+                yield np.full((48, 64, 3), i % 256, np.uint8)
+        finally:
+            closed.append(True)
+
+    async with open_source(frames() if kind == "sync" else aframes(), drop=drop) as source:
+        async for r in probe.map(source, max_in_flight=4):
+            if r.index >= 5:
+                break
+    assert closed == [True]
+    assert not source_threads()
