@@ -5,6 +5,7 @@ pre/post-processing, and serving from async web apps.
 """
 
 from . import tasks
+from ._batcher import Batcher
 from ._errors import (
     AioInferError,
     ClosedError,
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AioInferError",
     "AsyncModel",
+    "Batcher",
     "ClosedError",
     "DeviceNotAvailableError",
     "Frame",

@@ -7,6 +7,7 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import numpy as np
@@ -19,7 +20,7 @@ from ._outputs import Outputs
 
 
 class _Item:
-    __slots__ = ("arrays", "size", "key", "future", "t_arrival")
+    __slots__ = ("arrays", "future", "key", "size", "t_arrival")
 
     def __init__(self, arrays: dict[int, np.ndarray], future: asyncio.Future[Outputs]) -> None:
         self.arrays = arrays
@@ -94,7 +95,9 @@ class Batcher:
         if self._fixed is not None and item.size > self._fixed:
             raise InputShapeError(f"the model takes at most {self._fixed} rows per call, got {item.size}")
         if self.max_queue is not None and self.pending >= self.max_queue:
-            raise QueueFull(f"{self.max_queue} calls already wait for a batch (max_queue={self.max_queue}); retry later")
+            raise QueueFull(
+                f"{self.max_queue} calls already wait for a batch (max_queue={self.max_queue}); retry later"
+            )
         self._pending.append(item)
         self._arrived.set()
         if self._collector is None:
@@ -180,12 +183,12 @@ class Batcher:
             else:  # find the call the device chokes on: only it fails
                 await asyncio.gather(*(self._infer_batch([item]) for item in items))
             return
-        except Exception as exc:  # noqa: BLE001 - delivered to the callers, never lost
+        except Exception as exc:
             for item in items:
                 _fail(item, exc)
             return
         offset = 0
-        for item, n in zip(items, sizes):
+        for item, n in zip(items, sizes, strict=True):
             if not item.future.done():
                 arrays = [np.array(a[offset : offset + n]) for a in outputs]
                 item.future.set_result(Outputs(arrays, outputs.names, self._out_index))
@@ -194,7 +197,11 @@ class Batcher:
     async def aclose(self) -> None:
         """Take no more calls, finish those waiting and running, then stop. Idempotent."""
         self._closed = True
-        while waiting := [*self._running, *(i.future for i in self._pending if not i.future.done())]:
+        while True:
+            waiting: list[asyncio.Future[Any]] = [*self._running]
+            waiting += [item.future for item in self._pending if not item.future.done()]
+            if not waiting:
+                break
             await asyncio.wait(waiting)
         if self._collector is not None:
             self._collector.cancel()
@@ -208,7 +215,8 @@ class Batcher:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"<Batcher max_batch_size={self.max_batch_size} max_delay_ms={self.max_delay * 1e3:g} on {self.model!r}>"
+        limits = f"max_batch_size={self.max_batch_size} max_delay_ms={self.max_delay * 1e3:g}"
+        return f"<Batcher {limits} on {self.model!r}>"
 
 
 def can_batch(model: AsyncModel) -> bool:
@@ -222,20 +230,22 @@ def can_batch(model: AsyncModel) -> bool:
 
 def _batch_dimension(model: AsyncModel) -> int | None:
     """The model's fixed batch size, ``None`` if dynamic; ValueError if it has no usable batch dimension."""
-    dims = {info.shape[0] if info.shape else None for info in (*model.info.inputs, *model.info.outputs)}
-    if None in dims:
-        raise ValueError(f"model {model.info.name!r} has an input or output without a leading batch dimension")
+    ports = (*model.info.inputs, *model.info.outputs)
+    if any(not info.shape for info in ports):
+        raise ValueError(
+            f"model {model.info.name!r} has an input or output without a leading batch dimension"
+        )
+    dims = {info.shape[0] for info in ports if info.shape}
     fixed = dims - {-1}
     if len(fixed) > 1 or (fixed and -1 in {i.shape[0] for i in model.info.inputs if i.shape}):
         raise ValueError(f"model {model.info.name!r} has inconsistent leading dimensions {sorted(dims)}")
-    (size,) = fixed or {None}
-    return size
+    return fixed.pop() if fixed else None
 
 
 def _relaxed_adapter(model: AsyncModel) -> InputAdapter:
     """The model's input checks with the batch dimension left free (a call brings any number of rows)."""
     infos, shapes = [], []
-    for port, info in zip(model.compiled.inputs, model.info.inputs):
+    for port, info in zip(model.compiled.inputs, model.info.inputs, strict=True):
         pshape = ov.PartialShape(port.get_partial_shape())
         pshape[0] = ov.Dimension()
         shapes.append(pshape)
@@ -246,7 +256,9 @@ def _relaxed_adapter(model: AsyncModel) -> InputAdapter:
 def _batch_size(arrays: dict[int, np.ndarray]) -> int:
     sizes = {a.shape[0] for a in arrays.values()}
     if len(sizes) != 1:
-        raise InputShapeError(f"every input must have the same number of rows (leading dimension); got {sorted(sizes)}")
+        raise InputShapeError(
+            f"every input must have the same number of rows (leading dimension); got {sorted(sizes)}"
+        )
     return sizes.pop()
 
 

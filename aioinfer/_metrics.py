@@ -21,21 +21,32 @@ class Metrics:
     def __init__(self, queue_depth: Callable[[], float]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "aioinfer_requests", "HTTP requests answered, by route and status code",
-            ["route", "status"], registry=self.registry,
+            "aioinfer_requests",
+            "HTTP requests answered, by route and status code",
+            ["route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "aioinfer_request_duration_seconds", "Time to answer an HTTP request, by route",
-            ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "aioinfer_request_duration_seconds",
+            "Time to answer an HTTP request, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
-        self.in_flight = Gauge("aioinfer_requests_in_flight", "HTTP requests being answered", registry=self.registry)
+        self.in_flight = Gauge(
+            "aioinfer_requests_in_flight", "HTTP requests being answered", registry=self.registry
+        )
         self.queue_depth = Gauge(
-            "aioinfer_queue_depth", "Inference calls waiting for the model (batcher and request queue)",
+            "aioinfer_queue_depth",
+            "Inference calls waiting for the model (batcher and request queue)",
             registry=self.registry,
         )
         self.queue_depth.set_function(queue_depth)
         self.batch_size = Histogram(
-            "aioinfer_batch_size", "Rows per inference run by the batcher", buckets=BATCH_BUCKETS, registry=self.registry
+            "aioinfer_batch_size",
+            "Rows per inference run by the batcher",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
         )
 
     def observe_batch(self, rows: int) -> None:

@@ -1,0 +1,155 @@
+"""``aioinfer serve``: a model or a task over HTTP, with dynamic batching and graceful shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+from .. import _loading
+from .._loading import ReshapeSpec
+
+log = logging.getLogger("aioinfer.serve")
+TASKS = ("classification", "detection", "segmentation", "ocr")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a model (or a task) over HTTP",
+        description="POST /v1/infer (tensors), POST /v1/predict (images, with --task), GET /v1/info, "
+        "GET|PATCH /v1/settings, GET /health/live, GET /health/ready, GET /metrics. SIGTERM/SIGINT "
+        "drain the requests in flight, close the model and exit 0.",
+    )
+    p.add_argument(
+        "model", nargs="?", help="model path (.xml, .onnx, ...); optional with --task ocr (bundled PP-OCR)"
+    )
+    p.add_argument("--task", choices=TASKS, help="serve the model as this task (enables /v1/predict)")
+    p.add_argument("--labels", help="labels file for the task")
+    p.add_argument("--device", default="AUTO")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--max-batch-size", type=_positive(int), default=8, help="rows per batch; 1 turns batching off"
+    )
+    p.add_argument(
+        "--max-delay-ms",
+        type=_positive(float, zero=True),
+        default=2.0,
+        help="longest wait for a batch to fill",
+    )
+    p.add_argument(
+        "--max-queue", type=_positive(int, zero=True), default=256, help="waiting requests beyond which 503"
+    )
+    p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds per request before 504")
+    p.add_argument(
+        "--max-body-mb", type=_positive(float), default=16.0, help="largest request body (413 beyond)"
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=_positive(int, zero=True),
+        default=30,
+        help="seconds to finish requests in flight at shutdown",
+    )
+    p.add_argument(
+        "--num-requests",
+        type=_positive(int),
+        default=None,
+        help="OpenVINO infer requests (default: the device's optimum)",
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="OpenVINO compile option (repeatable)",
+    )
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._app import create_app
+    from .._server import serve
+
+    if args.model is None and args.task != "ocr":
+        raise SystemExit("aioinfer serve: MODEL is required (only --task ocr has bundled models)")
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
+    app = create_app(
+        _open(args),
+        max_batch_size=args.max_batch_size,
+        max_delay_ms=args.max_delay_ms,
+        max_queue=args.max_queue,
+        timeout=args.timeout,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+    )
+    return asyncio.run(
+        serve(app, host=args.host, port=args.port, drain_timeout=args.drain_timeout, log_level=args.log_level)
+    )
+
+
+@contextlib.asynccontextmanager
+async def _open(args: argparse.Namespace) -> AsyncIterator[Any]:
+    """Load the task, or the model (reshaped to a dynamic batch when batching needs it)."""
+    options: dict[str, Any] = {"device": args.device, "config": dict(args.config) or None}
+    if args.num_requests:
+        options["num_requests"] = args.num_requests
+    if args.task:
+        from .. import tasks
+
+        async with tasks.load(args.model, task=args.task, labels=args.labels, **options) as task:
+            yield task
+    else:
+        from .._model import load
+
+        reshape = await anyio.to_thread.run_sync(_batch_reshape, args.model, args.max_batch_size)
+        # share_inputs: a request's decoded arrays are never written after they are submitted
+        async with load(args.model, reshape=reshape, share_inputs=True, **options) as model:
+            yield model
+
+
+def _batch_reshape(path: str, max_batch_size: int) -> ReshapeSpec:
+    """``{input: [-1, ...]}`` when batching is wanted and every input has a static batch of 1 that
+    OpenVINO can make dynamic; ``None`` otherwise (the model loads as it is)."""
+    if max_batch_size <= 1:
+        return None
+    model = _loading.read_model(path)
+    shapes = [port.get_partial_shape() for port in model.inputs]
+    if not all(s.rank.is_static and len(s) > 0 and s[0].is_static and s[0].get_length() == 1 for s in shapes):
+        return None
+    spec: dict[str | int, str] = {
+        i: "[?," + ",".join(str(d) for d in list(s)[1:]) + "]" for i, s in enumerate(shapes)
+    }
+    try:
+        _loading.reshape(model, spec)
+    except Exception as exc:
+        log.warning("cannot make the batch dimension dynamic (%s): dynamic batching is off", exc)
+        return None
+    log.info("batch dimension reshaped from 1 to dynamic for batching")
+    return spec
+
+
+def _positive(kind: type, *, zero: bool = False) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"expected a number {'>= 0' if zero else '> 0'}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()

@@ -1,0 +1,23 @@
+"""Serving a model or a task from an ASGI server, or mounted in your own Starlette/FastAPI app.
+
+Routes of :func:`create_app`:
+
+* ``POST /v1/infer``: tensors in, outputs out. The body is JSON ``{"inputs": ...}`` (an array, a list
+  by input index, or an object by input name), a ``.npy`` array (``application/x-npy``) or a ``.npz``
+  archive by input name (``application/x-npz``). The answer is JSON ``{"outputs": {name: array}}``,
+  or ``.npz``/``.npy`` when the ``Accept`` header asks for it.
+* ``POST /v1/predict``: an encoded image (JPEG/PNG bytes, or a multipart form with the file ``image``)
+  to the task's prediction as JSON.
+* ``GET /v1/info``; ``GET /v1/settings`` and ``PATCH /v1/settings`` (a JSON object) for a task.
+* ``GET /health/live``; ``GET /health/ready`` (200 once the model is compiled, else 503).
+* ``GET /metrics``: Prometheus text.
+
+Errors answer JSON ``{"error": ..., "message": ...}``: 400 undecodable body, 404 no task, 413 body too
+large, 415 unsupported content type, 422 inputs or settings that do not fit (the message says what
+was expected), 503 queue full or not ready (with ``Retry-After``), 504 timeout.
+"""
+
+from ._app import create_app
+from ._batcher import Batcher
+
+__all__ = ["Batcher", "create_app"]

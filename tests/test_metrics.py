@@ -1,0 +1,66 @@
+"""GET /metrics parses as Prometheus text and counts exactly the requests that were sent."""
+
+from __future__ import annotations
+
+import asyncio
+
+import models
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from test_app import serving
+
+import aioinfer
+from aioinfer.asgi import create_app
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@pytest.fixture
+async def linear_model():
+    async with aioinfer.load(models.linear(), device="CPU", config=models.EXACT) as model:
+        yield model
+
+
+async def test_counters_match_the_requests_sent(linear_model):
+    app = create_app(linear_model, max_batch_size=4, max_delay_ms=5)
+    async with serving(app) as client:
+        good = [client.post("/v1/infer", json={"inputs": [[i, 0, 0, 0]]}) for i in range(20)]
+        bad = [client.post("/v1/infer", json={"inputs": [[i, 0]]}) for i in range(3)]
+        statuses = [r.status_code for r in await asyncio.gather(*good, *bad)]
+        assert statuses == [200] * 20 + [422] * 3
+        for _ in range(2):
+            assert (await client.get("/health/live")).status_code == 200
+        assert (await client.get("/no/such/route")).status_code == 404
+        response = await client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    got = samples(response.text)
+
+    def value(name: str, **labels: str) -> float:
+        return got[(name, tuple(sorted(labels.items())))]
+
+    assert value("aioinfer_requests_total", route="/v1/infer", status="200") == 20
+    assert value("aioinfer_requests_total", route="/v1/infer", status="422") == 3
+    assert value("aioinfer_requests_total", route="/health/live", status="200") == 2
+    assert value("aioinfer_requests_total", route="other", status="404") == 1
+    assert value("aioinfer_request_duration_seconds_count", route="/v1/infer") == 23
+    assert value("aioinfer_request_duration_seconds_sum", route="/v1/infer") > 0
+    assert value("aioinfer_requests_in_flight") == 1  # the scrape itself
+    assert value("aioinfer_queue_depth") == 0
+    assert value("aioinfer_batch_size_sum") == 20  # every good row ran in exactly one batch
+    assert 1 <= value("aioinfer_batch_size_count") <= 20
+    assert value("aioinfer_batch_size_bucket", le="4.0") == value("aioinfer_batch_size_count")
+
+
+async def test_two_apps_keep_separate_registries(linear_model):
+    first, second = create_app(linear_model), create_app(linear_model)
+    async with serving(first) as client:
+        assert (await client.post("/v1/infer", json={"inputs": [[1, 2, 3, 4]]})).status_code == 200
+    async with serving(second) as client:
+        got = samples((await client.get("/metrics")).text)
+    assert ("aioinfer_requests_total", (("route", "/v1/infer"), ("status", "200"))) not in got

@@ -1,0 +1,167 @@
+"""``python -m aioinfer serve`` as a real subprocess: readiness, batching reshape, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import models
+import numpy as np
+import openvino as ov
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Serving:
+    """A ``python -m aioinfer serve`` subprocess and the lines of its log."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.log: list[str] = []
+        self.url = ""
+
+    @classmethod
+    async def start(cls, *args: str | Path) -> Serving:
+        """``aioinfer serve *args`` on CPU, exact f32, a free port; returns once it listens."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "aioinfer",
+            "serve",
+            *map(str, args),
+            "--device",
+            "CPU",
+            "--port",
+            "0",
+            "--config",
+            "INFERENCE_PRECISION_HINT=f32",
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self = cls(proc)
+        running = await self.wait_for_line("Uvicorn running on")
+        self.url = re.search(r"http://\S+", running).group(0)
+        return self
+
+    async def wait_for_line(self, text: str) -> str:
+        """Read the log until a line containing ``text`` (or the end of the log: then fail)."""
+        for line in self.log:
+            if text in line:
+                return line
+        while line := (await self.proc.stderr.readline()).decode():
+            self.log.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"the server exited without logging {text!r}:\n{''.join(self.log)}")
+
+    async def finish(self) -> int:
+        rest = await self.proc.stderr.read()
+        self.log.append(rest.decode())
+        return await self.proc.wait()
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def in_flight(metrics_text: str) -> float:
+    (family,) = [
+        f for f in text_string_to_metric_families(metrics_text) if f.name == "aioinfer_requests_in_flight"
+    ]
+    return family.samples[0].value
+
+
+async def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(tmp_path):
+    ov.save_model(models.slow_conv(128, 6), tmp_path / "slow.xml")
+    server = await Serving.start(tmp_path / "slow.xml", "--max-batch-size", "1", "--num-requests", "1")
+    try:
+        await server.wait_for_line("ready on CPU")
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            headers = {"content-type": "application/x-npy"}
+            calls = [
+                asyncio.create_task(
+                    client.post(
+                        "/v1/infer", content=npy(np.full((1, 3, 128, 128), k, np.float32)), headers=headers
+                    )
+                )
+                for k in range(6)
+            ]
+            async with httpx.AsyncClient(base_url=server.url) as probe:
+                while in_flight((await probe.get("/metrics")).text) < 7:  # the 6 calls and this scrape
+                    pass
+            server.proc.send_signal(signal.SIGTERM)
+            await server.wait_for_line("Waiting for connections to close")  # listener closed, calls running
+            with pytest.raises(httpx.ConnectError):
+                async with httpx.AsyncClient(base_url=server.url) as late:
+                    await late.get("/health/live")
+            responses = await asyncio.gather(*calls)
+        assert [r.status_code for r in responses] == [200] * 6
+        assert [r.json()["outputs"]["y"][0][0] for r in responses] == list(range(6))
+        assert await server.finish() == 0
+        assert "Finished server process" in "".join(server.log)
+    finally:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
+
+
+async def test_static_batch_of_one_is_reshaped_for_batching_and_sigint_exits_0(tmp_path):
+    ov.save_model(models.linear([1, 4]), tmp_path / "linear1.xml")
+    server = await Serving.start(tmp_path / "linear1.xml", "--max-batch-size", "4", "--max-delay-ms", "5")
+    try:
+        await server.wait_for_line("ready on CPU")
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            info = (await client.get("/v1/info")).json()
+            assert info["model"]["inputs"][0]["shape"] == [-1, 4]
+            assert info["batching"]["enabled"] and info["batching"]["max_batch_size"] == 4
+            xs = [np.array([[k, -k, k / 2, 1]], np.float32) for k in range(12)]
+            responses = await asyncio.gather(
+                *(client.post("/v1/infer", json={"inputs": x.tolist()}) for x in xs)
+            )
+            for x, r in zip(xs, responses, strict=True):
+                np.testing.assert_array_equal(
+                    np.asarray(r.json()["outputs"]["y"], np.float32), models.linear_expected(x)
+                )
+            assert (await client.get("/health/ready")).status_code == 200
+        server.proc.send_signal(signal.SIGINT)
+        assert await server.finish() == 0
+    finally:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
+
+
+async def test_a_model_that_cannot_load_exits_1_with_the_reason(tmp_path):
+    server = await Serving.start(tmp_path / "missing.xml")
+    assert await server.finish() == 1
+    assert "ModelNotFoundError" in "".join(server.log) and "missing.xml" in "".join(server.log)
+
+
+async def test_serve_an_ocr_task_with_the_bundled_models():
+    import cv2
+
+    image = np.full((48, 320, 3), 255, np.uint8)
+    cv2.putText(image, "hello world", (8, 34), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
+    server = await Serving.start("--task", "ocr")  # no MODEL: the PP-OCR models in rapidocr
+    try:
+        await server.wait_for_line("ready on CPU")
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            png = cv2.imencode(".png", image)[1].tobytes()
+            response = await client.post("/v1/predict", files={"image": ("line.png", png, "image/png")})
+            assert response.status_code == 200, response.text
+            assert [line["text"] for line in response.json()["lines"]] == ["hello world"]
+            assert (await client.get("/v1/settings")).json()["use_cls"] is True
+        server.proc.send_signal(signal.SIGTERM)
+        assert await server.finish() == 0
+    finally:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
