@@ -6,6 +6,7 @@ pre/post-processing, and serving from async web apps.
 
 from . import tasks
 from ._batcher import Batcher
+from ._bundled import bundled_model
 from ._errors import (
     AioInferError,
     ClosedError,
@@ -70,6 +71,7 @@ __all__ = [
     "WeightsNotFoundError",
     "__version__",
     "amap",
+    "bundled_model",
     "load",
     "open_source",
     "tasks",

@@ -9,41 +9,23 @@ Same model and route as ``fastapi_app.py``: PP-OCR's text-orientation classifier
 
 from __future__ import annotations
 
-import importlib.resources
-import os
 from collections.abc import AsyncIterator
 
 import anyio
-import cv2
-import numpy as np
 from aiohttp import web
+from orientation import model_path, preprocess, verdict
 
 import aioinfer
 from aioinfer.asgi import Batcher
-
-LABELS = ("0", "180")  # the text's rotation in degrees
-
-
-def default_model() -> str:
-    models = importlib.resources.files("rapidocr") / "models"
-    return str(next(p for p in models.iterdir() if p.name.startswith("ch_ppocr_mobile_v2.0_cls")))
-
-
-def preprocess(data: bytes) -> np.ndarray:
-    """Encoded image bytes to the classifier's [1,3,48,192] input; raises ValueError if not an image."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None:
-        raise ValueError("the body is not an image OpenCV can decode (send PNG or JPEG bytes)")
-    resized = cv2.resize(image, (192, 48)).astype(np.float32)
-    return ((resized / 127.5 - 1.0).transpose(2, 0, 1))[None]
-
 
 BATCHER = web.AppKey("batcher", Batcher)
 
 
 async def model_context(app: web.Application) -> AsyncIterator[None]:
-    path = os.environ.get("MODEL", default_model())
-    async with aioinfer.load(path, device="CPU") as model, Batcher(model, max_batch_size=8) as batcher:
+    async with (
+        aioinfer.load(model_path(), device="CPU") as model,
+        Batcher(model, max_batch_size=8) as batcher,
+    ):
         app[BATCHER] = batcher
         yield
 
@@ -57,8 +39,7 @@ async def orientation(request: web.Request) -> web.Response:
         scores = (await request.app[BATCHER].infer(x))[0][0]
     except aioinfer.QueueFull:
         raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"}) from None
-    best = int(np.argmax(scores))
-    return web.json_response({"rotation": LABELS[best], "score": float(scores[best])})
+    return web.json_response(verdict(scores))
 
 
 def make_app() -> web.Application:

@@ -5,39 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import socket
 from collections.abc import AsyncIterator
-from typing import Any
 
 import cv2
 import httpx
 import models
 import numpy as np
 import pytest
-import uvicorn
+from servers import serving
 
 import aioinfer
 from aioinfer.asgi import create_app
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """Run ``app`` under uvicorn on a free loopback port; yield a client bound to it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(256)  # connections wait in the backlog until uvicorn accepts: no start-up race
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        async with httpx.AsyncClient(
-            base_url=url, timeout=60, limits=httpx.Limits(max_connections=128)
-        ) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def npy(array: np.ndarray) -> bytes:
