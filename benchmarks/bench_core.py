@@ -4,7 +4,7 @@ Two real pretrained models from the rapidocr wheel at fixed shapes: the PP-OCR o
 (~2 ms) and the PP-OCR recognizer on a short text line (~10 ms). For each, in one run, alternating the
 methods and repeating: inferences/s of a sync loop, openvino.AsyncInferQueue, asyncio.to_thread and
 aioinfer; the ratio aioinfer / AsyncInferQueue (median of per-round pairs); the event-loop lag p99 while
-saturated; the idle overhead of one await over InferRequest.infer().
+saturated; the idle overhead of one await over InferRequest.infer() on a tiny model.
 
     python benchmarks/bench_core.py
     python benchmarks/bench_core.py --rounds 9 --seconds 2 --json bench_core.json
@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from aioinfer._bench import bench_model, format_table
+from aioinfer._bench import bench_model, format_table, idle_overhead_us
 from aioinfer._bundled import bundled_model
 
 CASES = {  # name: (label, bundled model, fixed input shape)
@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
 
-    async def run_all() -> list:
-        return [
+    async def run_all() -> tuple[list, float]:
+        idle = await idle_overhead_us(device=args.device)
+        return idle, [
             await bench_model(
                 bundled_model(kind),
                 shape,
@@ -51,10 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             for label, kind, shape in (CASES[name] for name in args.models)
         ]
 
-    results = asyncio.run(run_all())
-    print(format_table(results))
+    idle, results = asyncio.run(run_all())
+    print(format_table(results, idle))
     if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+        args.json.write_text(
+            json.dumps({"idle_overhead_us": idle, "models": [asdict(r) for r in results]}, indent=2)
+        )
     return 0
 
 

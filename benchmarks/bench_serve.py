@@ -1,7 +1,8 @@
 """Serving benchmark (issue 5): HTTP requests/s and p50/p99 latency on loopback, one run.
 
 Servers on the same model (PP-OCR orientation classifier from the rapidocr wheel, input
-[1,3,48,192], .npy in and out), each in its own uvicorn subprocess on 127.0.0.1:
+[1,3,48,192], or with ``--model rec`` the recognizer at [1,3,48,64]; .npy in and out), each in
+its own uvicorn subprocess on 127.0.0.1:
 
 * echo      - no inference: decodes the body and answers a constant (what HTTP alone costs);
 * naive     - an async Starlette endpoint that calls ``compiled_model(x)`` inline (blocks the loop);
@@ -30,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-SHAPE = [1, 3, 48, 192]
+SHAPES = {"cls": [1, 3, 48, 192], "rec": [1, 3, 48, 64]}  # ~1.6 ms and ~11 ms a job on 2 cores
+KIND = "cls"  # set from --model, in the harness and in each server subprocess
+SHAPE = SHAPES[KIND]
 VARIANTS = ("echo", "naive", "executor", "aioinfer", "batched")
 CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT"}
 
@@ -38,7 +41,7 @@ CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT"}
 def model_path() -> str:
     from aioinfer._bundled import bundled_model
 
-    return str(bundled_model("cls"))
+    return str(bundled_model(KIND))
 
 
 def compile_model():
@@ -178,7 +181,8 @@ async def bench_variant(
     variant: str, port: int, clients: list[int], requests: int
 ) -> dict[int, dict[str, float]]:
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", variant, "--port", str(port)])
+    command = [sys.executable, __file__, "--serve", variant, "--port", str(port), "--model", KIND]
+    proc = subprocess.Popen(command)
     try:
         await wait_ready(url, proc)
         return {n: await load(url, n, requests) for n in clients}
@@ -200,9 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         "--requests", type=int, default=640, help="requests per (server, clients) measurement"
     )
     parser.add_argument("--port", type=int, default=18765)
+    parser.add_argument(
+        "--model", choices=sorted(SHAPES), default="cls", help="PP-OCR cls (~1.6 ms) or rec (~11 ms)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global KIND, SHAPE
+    KIND, SHAPE = args.model, SHAPES[args.model]
     if args.serve:
         serve(args.serve, args.port)
         return 0
@@ -212,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, v in enumerate(VARIANTS)
     }
     limit = ceiling(max(args.requests, 500))
+    print(f"model: PP-OCR {KIND} {SHAPE}")
     print(f"ceiling (AsyncInferQueue, batch-1 jobs, no HTTP): {limit:.0f} inferences/s\n")
     print(f"{'server':<10}" + "".join(f"{f'{n} clients: req/s  p50  p99 ms':>34}" for n in args.clients))
     for variant, by_clients in results.items():

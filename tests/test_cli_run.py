@@ -152,3 +152,23 @@ def test_run_rejects_bad_numbers(probe_xml, video, capsys):
         main(["run", str(probe_xml), str(video), "--step", "0"])
     assert exc.value.code == 2
     assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_run_ocr_on_the_bundled_models_needs_no_model_path(tmp_path, capsys):
+    video = tmp_path / "text.avi"
+    frame = np.full((96, 320, 3), 255, np.uint8)
+    cv2.putText(frame, "hello world", (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 96))
+    for _ in range(2):
+        writer.write(frame)
+    writer.release()
+    jsonl = tmp_path / "ocr.jsonl"
+    args = ["run", "--task", "ocr", str(video), "--jsonl", str(jsonl), "--device", "CPU", "--no-progress"]
+    assert main(args) == 0
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [[t["text"] for t in rec["prediction"]["lines"]] for rec in lines] == [["hello world"]] * 2
+
+
+def test_run_without_a_model_and_without_ocr_says_what_is_missing(video):
+    with pytest.raises(SystemExit, match="MODEL is required"):
+        main(["run", str(video), "--device", "CPU"])

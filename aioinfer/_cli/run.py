@@ -31,7 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Infer every frame of SOURCE with MODEL; write the frames (annotated with --task) "
         "to a video and the outputs (or predictions) to JSON Lines.",
     )
-    p.add_argument("model", help="model path (.xml, .onnx, ...)")
+    p.add_argument(
+        "model", nargs="?", help="model path (.xml, .onnx, ...); leave out with --task ocr (bundled PP-OCR)"
+    )
     p.add_argument("source", help="video file, camera index (0), stream URL, image folder or glob")
     p.add_argument("--output", "-o", help="write the frames to this video (.avi, .mp4, .mkv)")
     p.add_argument("--jsonl", help="write one JSON object per frame to this file")
@@ -150,6 +152,8 @@ class _Runner:
 @asynccontextmanager
 async def _open_runner(args: argparse.Namespace) -> AsyncIterator[_Runner]:
     options: dict[str, Any] = {"device": args.device, "num_requests": args.requests}
+    if args.model is None and args.task != "ocr":
+        raise SystemExit("aioinfer run: MODEL is required (only --task ocr has bundled models)")
     if args.task:
         from .. import tasks
 
