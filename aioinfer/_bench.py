@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openvino as ov
@@ -185,7 +186,19 @@ async def _run_method(
     return await run_aioinfer(aio, x, n, concurrency=4 * jobs)
 
 
-def format_table(results: list[BenchResult], idle_us: float | None = None) -> str:
+def idle_overheads(device: str = "CPU") -> dict[str, float]:
+    """:func:`idle_overhead_us` under the default asyncio loop and, when installed, under uvloop."""
+    runners: dict[str, Callable[[Any], Any]] = {"asyncio": asyncio.run}
+    try:
+        import uvloop
+
+        runners["uvloop"] = uvloop.run
+    except ImportError:
+        pass
+    return {name: run(idle_overhead_us(device=device)) for name, run in runners.items()}
+
+
+def format_table(results: list[BenchResult], idle_us: dict[str, float] | None = None) -> str:
     """The results as a fixed-width table with a legend (and the idle overhead, if measured)."""
     head = "".join(f"{m:>12}" for m in METHODS)
     lines = [f"{'model':<22}{'ms':>7}{head}{'ratio':>8}{'lag p99':>10}"]
@@ -199,9 +212,10 @@ def format_table(results: list[BenchResult], idle_us: float | None = None) -> st
         "ms = one synchronous inference; ratio = aioinfer / AsyncInferQueue (median of per-round pairs); "
         "lag p99 = how late a 1 ms heartbeat woke while aioinfer saturated the device"
     )
-    if idle_us is not None:
+    if idle_us:
+        loops = ", ".join(f"{us:.1f} us ({name})" for name, us in idle_us.items())
         lines.append(
-            f"idle overhead: one await model.infer() on an idle pool takes {idle_us:.1f} us more than "
+            f"idle overhead: one await model.infer() on an idle pool takes {loops} more than "
             "InferRequest.infer() (median, tiny 1x4 model)"
         )
     return "\n".join(lines)

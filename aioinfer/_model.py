@@ -133,7 +133,7 @@ class AsyncModel:
 
     @property
     def closed(self) -> bool:
-        return self._pool._closed
+        return self._pool.closed
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop taking work, let what was submitted finish (at most ``timeout`` seconds, then it is

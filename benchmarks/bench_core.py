@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from aioinfer._bench import bench_model, format_table, idle_overhead_us
+from aioinfer._bench import bench_model, format_table, idle_overheads
 from aioinfer._bundled import bundled_model
 
 CASES = {  # name: (label, bundled model, fixed input shape)
@@ -38,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
 
-    async def run_all() -> tuple[list, float]:
-        idle = await idle_overhead_us(device=args.device)
-        return idle, [
+    async def run_all() -> list:
+        return [
             await bench_model(
                 bundled_model(kind),
                 shape,
@@ -52,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             for label, kind, shape in (CASES[name] for name in args.models)
         ]
 
-    idle, results = asyncio.run(run_all())
+    idle = idle_overheads(args.device)
+    results = asyncio.run(run_all())
     print(format_table(results, idle))
     if args.json:
         args.json.write_text(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from .._bench import BenchResult, bench_model, format_table, idle_overhead_us
+from .._bench import bench_model, format_table, idle_overheads
 from .._bundled import bundled_model
 
 
@@ -39,13 +39,9 @@ def run(args: argparse.Namespace) -> int:
             "aioinfer bench: --shape is required with a model of your own (e.g. --shape 1,3,224,224)"
         )
     label = None if args.model else "PP-OCR cls 48x192"
-
-    async def both() -> tuple[float, BenchResult]:
-        idle = await idle_overhead_us(device=args.device)
-        return idle, await bench_model(
-            model, shape, device=args.device, rounds=args.rounds, seconds=args.seconds, label=label
-        )
-
-    idle, result = asyncio.run(both())
+    idle = idle_overheads(args.device)
+    result = asyncio.run(
+        bench_model(model, shape, device=args.device, rounds=args.rounds, seconds=args.seconds, label=label)
+    )
     print(format_table([result], idle))
     return 0
