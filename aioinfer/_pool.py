@@ -287,8 +287,11 @@ class RequestPool:
             request.start_async(inputs, share_inputs=self._share_inputs)
             return
         for i, array in inputs.items():
-            if self._share_inputs:  # zero-copy: the job keeps ``array`` alive until it completes
-                request.set_input_tensor(i, ov.Tensor(np.ascontiguousarray(array), shared_memory=True))
+            if self._share_inputs:
+                # zero-copy: OpenVINO's tensor does not keep the array alive, the job does (its
+                # ``inputs`` dict, until completion), so a contiguous copy must be stored there too
+                inputs[i] = array = np.ascontiguousarray(array)
+                request.set_input_tensor(i, ov.Tensor(array, shared_memory=True))
             else:
                 tensor = request.get_input_tensor(i)
                 tensor.shape = array.shape

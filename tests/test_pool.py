@@ -312,3 +312,21 @@ def test_model_belongs_to_the_loop_that_loaded_it() -> None:
     model = asyncio.run(load())
     with pytest.raises(RuntimeError, match="another event loop"):
         asyncio.run(model.infer(np.zeros((1, 4), np.float32)))
+
+
+async def test_shared_inputs_that_need_a_contiguous_copy_stay_alive_until_done() -> None:
+    """``share_inputs=True`` with strided views: the contiguous copy the device reads must outlive
+    the call that made it, even while freed memory is being reused by other allocations."""
+    size = 48
+    base = np.zeros((64, 3, size, 2 * size), np.float32)
+    for i in range(64):
+        base[i] = i
+    async with aioinfer.load(
+        models.slow_conv(size=size, layers=2), device="CPU", config=models.EXACT, share_inputs=True
+    ) as model:
+        tasks = [asyncio.create_task(model.infer(base[i : i + 1, :, :, ::2])) for i in range(64)]
+        await asyncio.sleep(0)  # one loop step: every job submitted, most queued, two on the device
+        junk = [np.full((1, 3, size, size), -1.0, np.float32) for _ in range(256)]  # reuses freed memory
+        outs = await asyncio.gather(*tasks)
+        del junk
+    assert [float(o[0][0, 0]) for o in outs] == [float(i) for i in range(64)]
