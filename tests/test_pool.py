@@ -4,8 +4,10 @@ FIFO, cancellation and timeouts at any moment, device failures, and closing whil
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
+import weakref
 
 import models
 import numpy as np
@@ -330,3 +332,49 @@ async def test_shared_inputs_that_need_a_contiguous_copy_stay_alive_until_done()
         outs = await asyncio.gather(*tasks)
         del junk
     assert [float(o[0][0, 0]) for o in outs] == [float(i) for i in range(64)]
+
+
+def test_completions_after_the_loop_closed_neither_raise_nor_leak() -> None:
+    """The loop is closed under a busy model (no aclose, callers still waiting): the jobs finish on
+    the device afterwards and their callbacks, on OpenVINO's threads, find no loop to wake. They must
+    not raise (that can abort the interpreter), must drop what they would have delivered, and must
+    not keep the pool alive."""
+    loop = asyncio.new_event_loop()
+
+    async def load() -> aioinfer.AsyncModel:
+        return await load_slow(num_requests=2)
+
+    model = loop.run_until_complete(load())
+    callers = [loop.create_task(model.infer(slow_input(i))) for i in range(6)]
+    loop.run_until_complete(asyncio.sleep(0))  # one loop step: every job submitted, two running
+    loop.close()
+    pool = model._pool
+    while pool.busy_requests():  # each callback starts the next queued job: wait them all out
+        for slot in list(pool._slots):
+            slot.request.wait()
+    assert pool._done == []  # nothing left waiting for a loop that will never run
+    assert pool.stats().submitted == 6
+    watchdog, pool_ref = pool._watchdog, weakref.ref(pool)
+    del model, pool, callers, slot
+    gc.collect()
+    watchdog.join(timeout=30)  # it ends once the pool is gone
+    assert not watchdog.is_alive()
+    assert pool_ref() is None
+
+
+async def test_completions_that_arrive_together_wake_the_loop_once() -> None:
+    async with load_linear(num_requests=4) as model:
+        pool = model._pool
+        wakes = 0
+        drain = pool._drain
+
+        def counting_drain() -> None:
+            nonlocal wakes
+            wakes += 1
+            drain()
+
+        pool._drain = counting_drain  # type: ignore[method-assign]  # counts the loop's wake-ups
+        xs = [np.full((1, 4), i, np.float32) for i in range(4000)]
+        outs = await asyncio.gather(*(model.infer(x) for x in xs))
+        assert all((o[0] == models.linear_expected(x)).all() for o, x in zip(outs, xs, strict=True))
+    assert 0 < wakes < len(xs)  # several completions were handed over per wake-up
