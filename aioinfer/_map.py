@@ -263,6 +263,39 @@ class MapIterator(AsyncIterator[MapResult]):
             state.loop.call_soon_threadsafe(state.cancel)
 
 
+class Mappable:
+    """Gives a class ``map``: each item goes through the callable ``_map_target`` names (``infer``
+    of a model, ``predict`` of a task), with twice that model's requests in flight by default."""
+
+    def _map_target(self) -> tuple[Callable[[Any], Awaitable[Any]], int]:
+        raise NotImplementedError
+
+    def map(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        max_in_flight: int | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+        progress: bool = False,
+    ) -> MapIterator:
+        """Run every item of a sync or async iterable (an image, a :class:`Frame`, or inputs) with
+        at most ``max_in_flight`` read and not yet yielded (default: twice the model's requests).
+
+        Yields :class:`MapResult` in input order (``ordered=True``) or as completed;
+        ``progress=True`` shows a tqdm bar. See :func:`amap` for the whole contract.
+        """
+        fn, requests = self._map_target()
+        return amap(
+            fn,
+            items,
+            max_in_flight=max_in_flight or 2 * requests,
+            ordered=ordered,
+            return_exceptions=return_exceptions,
+            progress=progress,
+        )
+
+
 def amap(
     fn: Callable[[Any], Awaitable[Any]],
     items: Iterable[Any] | AsyncIterable[Any],

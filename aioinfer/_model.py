@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import openvino as ov
 
 from . import _loading
 from ._inputs import InputAdapter, Inputs, TensorInfo
+from ._map import Mappable
 from ._outputs import Outputs
 from ._pool import RequestPool
 from ._stats import Stats
-
-if TYPE_CHECKING:
-    from ._map import MapIterator
 
 DEFAULT_HINT = "THROUGHPUT"
 
@@ -48,7 +46,7 @@ class ModelInfo:
         }
 
 
-class AsyncModel:
+class AsyncModel(Mappable):
     """A compiled model served by a pool of infer requests; ``await model.infer(x)`` from any task.
 
     Made by :func:`load`. Bound to the event loop it was loaded in.
@@ -100,31 +98,8 @@ class AsyncModel:
 
     __call__ = infer
 
-    def map(
-        self,
-        items: Iterable[Any] | AsyncIterable[Any],
-        *,
-        max_in_flight: int | None = None,
-        ordered: bool = True,
-        return_exceptions: bool = False,
-        progress: bool = False,
-    ) -> MapIterator:
-        """Infer every item of a (sync or async) iterable, e.g. a frame source, with at most
-        ``max_in_flight`` items read and not yet yielded (default: twice ``num_requests``).
-
-        Yields :class:`MapResult` in input order (``ordered=True``) or as completed; see
-        :func:`aioinfer.amap` for the whole contract.
-        """
-        from ._map import amap
-
-        return amap(
-            self.infer,
-            items,
-            max_in_flight=max_in_flight or 2 * self.info.num_requests,
-            ordered=ordered,
-            return_exceptions=return_exceptions,
-            progress=progress,
-        )
+    def _map_target(self) -> tuple[Callable[[Any], Awaitable[Outputs]], int]:
+        return self.infer, self.info.num_requests
 
     def stats(self) -> Stats:
         """Counters (submitted, completed, failed, cancelled, rejected, in flight, queued) and

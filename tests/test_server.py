@@ -7,6 +7,7 @@ import io
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -82,29 +83,39 @@ def in_flight(metrics_text: str) -> float:
 async def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(tmp_path):
     ov.save_model(models.slow_conv(128, 6), tmp_path / "slow.xml")
     server = await Serving.start(tmp_path / "slow.xml", "--max-batch-size", "1", "--num-requests", "1")
+    headers = {"content-type": "application/x-npy"}
+    bodies = [npy(np.full((1, 3, 128, 128), k, np.float32)) for k in range(7)]
+    release = asyncio.Event()
+
+    async def held_back(body: bytes) -> AsyncIterator[bytes]:
+        """A body whose end the client holds back: its request is in flight until ``release``."""
+        yield body[:64]
+        await release.wait()
+        yield body[64:]
+
     try:
         await server.wait_for_line("ready on CPU")
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            headers = {"content-type": "application/x-npy"}
             calls = [
-                asyncio.create_task(
-                    client.post(
-                        "/v1/infer", content=npy(np.full((1, 3, 128, 128), k, np.float32)), headers=headers
-                    )
-                )
-                for k in range(6)
+                asyncio.create_task(client.post("/v1/infer", content=body, headers=headers))
+                for body in bodies[:6]
             ]
+            held = {**headers, "content-length": str(len(bodies[6]))}
+            calls.append(
+                asyncio.create_task(client.post("/v1/infer", content=held_back(bodies[6]), headers=held))
+            )
             async with httpx.AsyncClient(base_url=server.url) as probe:
-                while in_flight((await probe.get("/metrics")).text) < 7:  # the 6 calls and this scrape
+                while in_flight((await probe.get("/metrics")).text) < 8:  # the 7 calls and this scrape
                     pass
             server.proc.send_signal(signal.SIGTERM)
             await server.wait_for_line("Waiting for connections to close")  # listener closed, calls running
             with pytest.raises(httpx.ConnectError):
                 async with httpx.AsyncClient(base_url=server.url) as late:
                     await late.get("/health/live")
+            release.set()
             responses = await asyncio.gather(*calls)
-        assert [r.status_code for r in responses] == [200] * 6
-        assert [r.json()["outputs"]["y"][0][0] for r in responses] == list(range(6))
+        assert [r.status_code for r in responses] == [200] * 7
+        assert [r.json()["outputs"]["y"][0][0] for r in responses] == list(range(7))
         assert await server.finish() == 0
         assert "Finished server process" in "".join(server.log)
     finally:

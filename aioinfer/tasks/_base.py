@@ -6,23 +6,21 @@ import asyncio
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 import cv2
 import numpy as np
 
 from .._errors import InputDtypeError, InputShapeError
+from .._map import Mappable
 from .._model import AsyncModel, ModelInfo
 from .._stats import LATENCY_WINDOW, Latency
 from . import _draw
 from ._predictions import Prediction
 from ._settings import Setting, Settings, SettingsSource
-
-if TYPE_CHECKING:
-    from .._map import MapResult
 
 T = TypeVar("T")
 
@@ -50,7 +48,7 @@ class TaskInfo:
         }
 
 
-class Task:
+class Task(Mappable):
     """A model (or several) with the pre- and post-processing that turn an image into a prediction.
 
     Subclasses define ``name``, ``settings_spec`` and implement :meth:`pre_process` and
@@ -112,28 +110,8 @@ class Task:
 
     __call__ = predict
 
-    def map(
-        self,
-        items: Iterable[Any] | AsyncIterable[Any],
-        *,
-        max_in_flight: int | None = None,
-        ordered: bool = True,
-        return_exceptions: bool = False,
-        progress: bool = False,
-    ) -> AsyncIterator[MapResult]:
-        """Predict every image (or :class:`aioinfer.Frame`) of a sync or async iterable with at most
-        ``max_in_flight`` predictions in flight (default: twice the main model's requests); the
-        same contract as :meth:`AsyncModel.map`. ``progress=True`` shows a tqdm bar."""
-        from .._map import amap
-
-        return amap(
-            self.predict,
-            items,
-            max_in_flight=max_in_flight or 2 * self.model.info.num_requests,
-            ordered=ordered,
-            return_exceptions=return_exceptions,
-            progress=progress,
-        )
+    def _map_target(self) -> tuple[Callable[[Any], Awaitable[Prediction]], int]:
+        return self.predict, self.model.info.num_requests
 
     def _pre_process_any(self, image: Any) -> tuple[Any, Any]:
         return self.pre_process(_as_bgr(image))
