@@ -14,6 +14,29 @@ from ._errors import InputCountError, InputDtypeError, InputNameError, InputShap
 Inputs = np.ndarray | Sequence[Any] | Mapping[str, Any] | Mapping[int, Any] | Mapping[str | int, Any]
 
 
+# element types numpy holds exactly; OpenVINO maps the others to a stand-in (bf16 -> float16,
+# f8/u4 -> uint8) that would convert callers' values wrongly, so those are left to OpenVINO
+_EXACT_TYPES = {
+    ov.Type.f64, ov.Type.f32, ov.Type.f16, ov.Type.boolean,
+    ov.Type.i64, ov.Type.i32, ov.Type.i16, ov.Type.i8, ov.Type.u64, ov.Type.u32, ov.Type.u16, ov.Type.u8,
+}  # fmt: skip
+
+
+def numpy_dtype(etype: ov.Type) -> np.dtype | None:
+    """The numpy dtype that holds ``etype`` exactly, or ``None`` (bf16, f8, u4, string, ...)."""
+    return np.dtype(etype.to_dtype()) if etype in _EXACT_TYPES else None
+
+
+def numpy_misreads(etype: ov.Type) -> bool:
+    """A float type numpy lacks (bf16, f8, ...): an array given for it would be misread, not converted."""
+    return etype.is_real() and numpy_dtype(etype) is None
+
+
+_MISREAD_TYPES = {
+    t.get_type_name() for t in vars(ov.Type).values() if isinstance(t, ov.Type) and numpy_misreads(t)
+}
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """One model input or output: its names, shape (``-1`` for a dynamic dimension) and element type."""
@@ -32,11 +55,7 @@ class TensorInfo:
         )
         names = tuple(sorted(port.get_names()))
         etype = port.get_element_type()
-        try:
-            dtype = np.dtype(etype.to_dtype())
-        except Exception:  # element types numpy lacks (e.g. f8) stay None
-            dtype = None
-        return cls(port.any_name if names else "", names, shape, etype.get_type_name(), dtype)
+        return cls(port.any_name if names else "", names, shape, etype.get_type_name(), numpy_dtype(etype))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description."""
@@ -103,6 +122,11 @@ class InputAdapter:
         array = value if isinstance(value, np.ndarray) else _as_array(info, value)
         if info.dtype is not None and array.dtype != info.dtype:
             array = _cast(info, array)
+        elif info.dtype is None and info.element_type in _MISREAD_TYPES:
+            raise InputDtypeError(
+                f"input {info.name!r} is {info.element_type}, which numpy cannot hold: load the model "
+                "with aioinfer.load(), which gives such inputs an f32 interface"
+            )
         if not self._fits(index, array.shape):
             raise InputShapeError(
                 f"input {info.name!r}: expected shape {_fmt(info.shape)}, got {list(array.shape)}"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import openvino as ov
+from openvino.preprocess import PrePostProcessor
 
 from ._errors import (
     DeviceNotAvailableError,
@@ -20,6 +21,7 @@ from ._errors import (
     WeightsNotFoundError,
     ov_message,
 )
+from ._inputs import numpy_misreads
 
 ModelSource = Union[str, "os.PathLike[str]", bytes, ov.Model]
 ShapeLike = Sequence[int] | str
@@ -103,6 +105,18 @@ def _input_by_name(model: ov.Model, name: str) -> ov.Output:
             return port
     names = [p.any_name for p in model.inputs]
     raise ModelLoadError(f"reshape names input {name!r}, but the model's inputs are {names}")
+
+
+def with_numpy_inputs(model: ov.Model) -> ov.Model:
+    """``model`` with an f32 interface on every float input numpy cannot hold (bf16, f8, ...): the
+    graph converts, exactly. OpenVINO's own Python conversion would misread an array given for them."""
+    exotic = [i for i, port in enumerate(model.inputs) if numpy_misreads(port.get_element_type())]
+    if not exotic:
+        return model
+    ppp = PrePostProcessor(model)
+    for i in exotic:
+        ppp.input(i).tensor().set_element_type(ov.Type.f32)
+    return ppp.build()
 
 
 def check_device(device: str) -> None:

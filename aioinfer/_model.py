@@ -184,7 +184,7 @@ def load(
     def compile_() -> ov.CompiledModel:
         ov_model = _loading.read_model(model)
         _loading.reshape(ov_model, reshape)
-        return _loading.compile_model(ov_model, device, cfg)
+        return _loading.compile_model(_loading.with_numpy_inputs(ov_model), device, cfg)
 
     async def make() -> AsyncModel:
         compiled = await anyio.to_thread.run_sync(compile_)

@@ -26,16 +26,13 @@ import numpy as np
 import openvino as ov
 
 from ._errors import ClosedError, InferenceError, InferTimeout, QueueFull, ov_message
+from ._inputs import numpy_dtype
 from ._outputs import Outputs
 from ._stats import Recorder, Stats
 
 # a job's states: QUEUED -> RUNNING -> FINISHED (outcome handed to the loop) -> DONE (delivered);
 # CANCELLED from any state before DONE
 QUEUED, RUNNING, FINISHED, DONE, CANCELLED = "queued", "running", "finished", "done", "cancelled"
-_NUMPY_TYPES = {
-    ov.Type.f64, ov.Type.f32, ov.Type.f16, ov.Type.boolean,
-    ov.Type.i64, ov.Type.i32, ov.Type.i16, ov.Type.i8, ov.Type.u64, ov.Type.u32, ov.Type.u16, ov.Type.u8,
-}  # fmt: skip
 WATCH_INTERVAL_S = 0.02  # how often busy requests are checked for a failure the callback never reports
 WATCH_NAP_AFTER_S = 1.0  # idle this long, the watchdog sleeps until the next job starts
 
@@ -84,7 +81,7 @@ class RequestPool:
         self._share_inputs = share_inputs
         # element types numpy holds exactly take the fast path (we fill the request's tensors);
         # others (bf16, f8, u4, ...) go through OpenVINO's own conversion in start_async
-        self._fast_inputs = all(p.get_element_type() in _NUMPY_TYPES for p in compiled.inputs)
+        self._fast_inputs = all(numpy_dtype(p.get_element_type()) is not None for p in compiled.inputs)
         self._n_out = len(compiled.outputs)
         self._out_names = tuple(output_names)
         self._out_index = output_index

@@ -9,6 +9,8 @@ from typing import Any
 
 import models
 import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
 import pytest
 
 import aioinfer
@@ -210,3 +212,31 @@ async def test_views_and_read_only_arrays_are_read_correctly(share_inputs: bool)
         outs = await asyncio.gather(*(model.infer(x) for x in views.values()))
     for (name, x), out in zip(views.items(), outs, strict=True):
         np.testing.assert_array_equal(out[0], models.linear_expected(x), err_msg=name)
+
+
+def bf16_and_f8_inputs() -> ov.Model:
+    """Inputs ``a`` bf16 and ``b`` f8e4m3 [1, 4]; output ``y = 2a + b`` in f32."""
+    a = ops.parameter([1, 4], ov.Type.bf16, name="a")
+    b = ops.parameter([1, 4], ov.Type.f8e4m3, name="b")
+    y = ops.add(
+        ops.multiply(ops.convert(a, np.float32), ops.constant(np.float32(2))), ops.convert(b, np.float32)
+    )
+    return ov.Model([y], [a, b], "exotic_floats")
+
+
+async def test_float_inputs_numpy_lacks_take_float32_exactly() -> None:
+    """bf16 and f8 have no numpy dtype; OpenVINO's own conversion would misread a float32 array.
+    ``load`` gives those inputs an f32 interface, so values representable in both come out exact."""
+    a = np.array([[1.5, -2.25, 3.0, 0.5]], np.float32)
+    b = np.array([[1.0, 0.5, -2.0, 4.0]], np.float32)
+    async with aioinfer.load(bf16_and_f8_inputs(), device="CPU", config=models.EXACT) as model:
+        assert [i.element_type for i in model.info.inputs] == ["f32", "f32"]
+        out = await model.infer({"a": a, "b": b})
+    np.testing.assert_array_equal(out[0], 2 * a + b)
+
+
+async def test_a_compiled_model_with_a_bf16_input_refuses_arrays_instead_of_misreading_them() -> None:
+    compiled = await asyncio.to_thread(ov.Core().compile_model, bf16_and_f8_inputs(), "CPU", models.EXACT)
+    async with aioinfer.AsyncModel(compiled, device="CPU") as model:
+        with pytest.raises(aioinfer.InputDtypeError, match="'a' is bf16, which numpy cannot hold"):
+            await model.infer({"a": np.ones((1, 4), np.float32), "b": np.ones((1, 4), np.float32)})
