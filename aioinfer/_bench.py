@@ -55,11 +55,9 @@ def run_sync(compiled: ov.CompiledModel, x: np.ndarray, n: int) -> float:
 
 def run_queue(compiled: ov.CompiledModel, x: np.ndarray, n: int, jobs: int) -> float:
     queue = ov.AsyncInferQueue(compiled, jobs)
-    done = [0]
 
     def callback(request: ov.InferRequest, userdata: object) -> None:
         request.get_output_tensor(0).data.copy()  # the same work aioinfer does: outputs the caller owns
-        done[0] += 1
 
     queue.set_callback(callback)
     t0 = time.perf_counter()
@@ -110,7 +108,8 @@ async def idle_overhead_us(n: int = 3000, device: str = "CPU") -> float:
     overhead remains."""
     x = opset.parameter([1, 4], np.float32, name="x")
     y = opset.add(opset.multiply(x, opset.constant(np.float32(2))), opset.constant(np.float32(1)))
-    compiled = compile_model(ov.Model([y], [x], "tiny"), device, {"PERFORMANCE_HINT": "THROUGHPUT"})
+    config = {"PERFORMANCE_HINT": "THROUGHPUT"}
+    compiled = await asyncio.to_thread(compile_model, ov.Model([y], [x], "tiny"), device, config)
     request = compiled.create_infer_request()
     data = np.ones((1, 4), np.float32)
     ours, theirs = [], []
