@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
+import numpy as np
 import openvino as ov
 
 from . import _loading
@@ -97,6 +98,10 @@ class AsyncModel(Mappable):
         return await self._pool.run(self._adapt(inputs), timeout)
 
     __call__ = infer
+
+    async def _infer_adapted(self, inputs: dict[int, np.ndarray], timeout: float | None = None) -> Outputs:
+        """``infer`` for inputs already checked and converted by this model's adapter (the Batcher)."""
+        return await self._pool.run(inputs, timeout)
 
     def _map_target(self) -> tuple[Callable[[Any], Awaitable[Outputs]], int]:
         return self.infer, self.info.num_requests

@@ -34,6 +34,11 @@ class Outputs(Sequence[np.ndarray]):
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self._arrays)
 
+    def rows(self, start: int, stop: int) -> Outputs:
+        """Rows ``start:stop`` of every output (views: a batch's callers share its arrays, each
+        owning its own rows)."""
+        return Outputs([a[start:stop] for a in self._arrays], self._names, self._index)
+
     @property
     def names(self) -> list[str]:
         """One name per output, in model order (its index as text when it has no name)."""

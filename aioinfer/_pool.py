@@ -201,9 +201,10 @@ class RequestPool:
             self._idle_waiters.clear()
 
     def stats(self) -> Stats:
-        with self._lock:
+        with self._lock:  # the counters and latencies are the loop's own: only these need the lock
             running = sum(1 for s in self._slots if s.job is not None and s.job.state == RUNNING)
-            return self._stats.snapshot(running, self._queued, len(self._slots))
+            queued, size = self._queued, len(self._slots)
+        return self._stats.snapshot(running, queued, size)
 
     def busy_requests(self) -> int:
         """Requests not idle, including those finishing a cancelled job."""

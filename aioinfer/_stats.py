@@ -53,7 +53,7 @@ class Stats:
 
 
 class Recorder:
-    """Mutable counters behind :class:`Stats`; touched only under the pool's lock or on the loop."""
+    """Mutable counters behind :class:`Stats`; touched only on the event loop."""
 
     def __init__(self) -> None:
         self.submitted = 0

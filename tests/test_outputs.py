@@ -75,3 +75,11 @@ async def test_results_are_writable_and_share_no_memory(neg_square: aioinfer.Asy
     again = await neg_square.infer(x)
     np.testing.assert_array_equal(again["neg"], -x)
     np.testing.assert_array_equal(outs[0][0], np.full(4, 42, np.float32))
+
+
+def test_rows_are_each_callers_own_slice_of_a_batch() -> None:
+    batch = aioinfer.Outputs([np.arange(12, dtype=np.float32).reshape(4, 3)], ["y"], {"y": 0})
+    first, rest = batch.rows(0, 1), batch.rows(1, 4)
+    assert first["y"].tolist() == [[0, 1, 2]] and rest[0].shape == (3, 3)
+    rest["y"][:] = -1  # a caller writing its rows leaves the other caller's untouched
+    assert first["y"].tolist() == [[0, 1, 2]] and first.names == ["y"]
