@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import openvino as ov
@@ -25,6 +25,7 @@ from ._loading import compile_model, read_model, reshape
 from ._model import AsyncModel
 
 METHODS = ("sync", "queue", "to_thread", "aioinfer")
+T = TypeVar("T")
 
 
 @dataclass
@@ -90,16 +91,19 @@ async def run_aioinfer(model: AsyncModel, x: np.ndarray, n: int, concurrency: in
     return n / (time.perf_counter() - t0)
 
 
-async def loop_lag_ms(model: AsyncModel, x: np.ndarray, n: int, concurrency: int) -> list[float]:
-    """How late (ms) a 1 ms heartbeat task wakes while ``run_aioinfer`` saturates the device."""
+async def lag_while(work: Awaitable[T]) -> tuple[T, list[float]]:
+    """``work``'s result, and how late (ms) a 1 ms heartbeat woke, time after time, while it ran."""
     lags: list[float] = []
-    work = asyncio.ensure_future(run_aioinfer(model, x, n, concurrency))
-    while not work.done():
-        t = time.perf_counter()
-        await asyncio.sleep(0.001)
-        lags.append((time.perf_counter() - t - 0.001) * 1e3)
-    await work
-    return lags
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append((time.perf_counter() - t - 0.001) * 1e3)
+    except BaseException:  # cancelled: the work goes too
+        task.cancel()
+        raise
+    return await task, lags
 
 
 async def idle_overhead_us(n: int = 3000, device: str = "CPU") -> float:
@@ -156,7 +160,7 @@ async def bench_model(
             for method in order:
                 ips[method].append(await _run_method(method, aio, compiled, x, n, jobs))
             log(f"  round {r + 1}/{rounds}: " + "  ".join(f"{m} {ips[m][-1]:.0f}/s" for m in METHODS))
-        lags = await loop_lag_ms(aio, x, n, concurrency=4 * jobs)
+        _, lags = await lag_while(run_aioinfer(aio, x, n, concurrency=4 * jobs))
     finally:
         await aio.aclose()
     return BenchResult(

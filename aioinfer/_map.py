@@ -79,7 +79,7 @@ class _State:
         self.source_done = False
         self.source_error: BaseException | None = None
         self.feeder: asyncio.Task[None] | None = None
-        self.read = self.inferred = self.failed = self.yielded = 0
+        self.read = self.inferred = self.failed = 0
         self.t0: float | None = None
 
     def submit(self, position: int, item: Any) -> None:
@@ -194,7 +194,6 @@ class MapIterator(AsyncIterator[MapResult]):
     def _result(self, job: _Job) -> MapResult:
         state = self._state
         state.slots.release()
-        state.yielded += 1
         error = asyncio.CancelledError() if job.task.cancelled() else job.task.exception()
         if error is None:
             state.inferred += 1
@@ -211,13 +210,15 @@ class MapIterator(AsyncIterator[MapResult]):
         output = None if error is not None else job.task.result()
         return MapResult(job.index, job.timestamp_ms, job.frame, output, error)
 
-    def _finish(self) -> None:
-        """Nothing more will be yielded: cancel what is left, close the bar."""
+    def _finish(self) -> list[asyncio.Task[Any]]:
+        """Nothing more will be yielded: cancel what is left, close the bar; returns the tasks
+        cancelled (to await)."""
         self._finished = True
-        self._state.cancel()
+        tasks = self._state.cancel()
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        return tasks
 
     def stop(self) -> None:
         """Read no more items; the jobs already in flight finish and are yielded, then iteration ends."""
@@ -227,8 +228,7 @@ class MapIterator(AsyncIterator[MapResult]):
 
     async def aclose(self) -> None:
         """Cancel the jobs in flight and wait until they are gone. Idempotent."""
-        self._finish()
-        tasks = [t for t in self._state.cancel() if not t.done()]
+        tasks = [t for t in self._finish() if not t.done()]
         if tasks:
             await asyncio.wait(tasks)
 
@@ -241,7 +241,7 @@ class MapIterator(AsyncIterator[MapResult]):
             failed=state.failed,
             dropped=_source_dropped(state.items),
             in_flight=len(state.running),
-            fps=round(state.yielded / elapsed, 3) if elapsed > 0 else 0.0,
+            fps=round((state.inferred + state.failed) / elapsed, 3) if elapsed > 0 else 0.0,
         )
 
     async def __aenter__(self) -> MapIterator:

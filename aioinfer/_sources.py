@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import glob
 import os
 import re
@@ -87,7 +88,9 @@ class _Selection:
     def stream(self, items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
         """``(index, item)`` for the selected items of a source of unknown length (forward only)."""
         start = self.start or 0
-        stop = None if self.count is None else start + self.count * self.step
+        stop: int | None = None
+        if self.count is not None:  # right after the last selected item: nothing past it is pulled
+            stop = start + (self.count - 1) * self.step + 1 if self.count else start
         return islice(enumerate(items), start, stop, self.step)
 
 
@@ -264,25 +267,38 @@ class _CaptureReader:
 
 
 class _SequenceReader:
-    """Items of known number: in-memory arrays, or image files decoded on demand."""
+    """Items of known number: in-memory arrays, or image files decoded on demand. ``listing`` (instead
+    of ``items``) lists the items when the source is opened, on the reader's thread."""
 
     def __init__(
         self,
         name: str,
-        items: Sequence[Any] | np.ndarray,
+        items: Sequence[Any] | np.ndarray | None,
         load: Callable[[Any], np.ndarray],
         selection: _Selection,
+        *,
+        listing: Callable[[], Sequence[Any]] | None = None,
     ) -> None:
         self.name = name
         self.fps: float | None = None
         self.reconnects = 0
-        self._items = items
+        self.total: int | None = None
         self._load = load
-        self._indices = selection.indices(len(items))
-        self.total: int | None = len(self._indices)
+        self._selection = selection
+        self._listing = listing
+        self._items: Sequence[Any] | np.ndarray = ()
+        self._indices = range(0)
+        if items is not None:
+            self._select(items)
+
+    def _select(self, items: Sequence[Any] | np.ndarray) -> None:
+        self._items = items
+        self._indices = self._selection.indices(len(items))
+        self.total = len(self._indices)
 
     def open(self, stopped: threading.Event) -> None:
-        pass
+        if self._listing is not None:
+            self._select(self._listing())
 
     def frames(self, stopped: threading.Event) -> Generator[Frame, None, None]:
         for index in self._indices:
@@ -545,8 +561,9 @@ class FrameSource(AsyncIterator[Frame]):
         self._opened = True
         loop = asyncio.get_running_loop()
         self._buffer = _Buffer(loop, self._capacity, self._drop == "oldest")
-        if self._stop_requested:
+        if self._stop_requested:  # stopped (or closed) before it was opened: nothing to open
             self._buffer.stop()
+            return self
         if self._reader is not None:
             try:
                 await anyio.to_thread.run_sync(
@@ -593,10 +610,7 @@ class FrameSource(AsyncIterator[Frame]):
 
     async def aclose(self) -> None:
         """Stop reading, release the capture and wait for the reader to end. Idempotent."""
-        self._opened = True  # a source closed before it was opened stays closed
-        if self._buffer is None:
-            self._buffer = _Buffer(asyncio.get_running_loop(), self._capacity, False)
-        self._buffer.stop()
+        self.stop()  # a source closed before it was opened opens to nothing
         await self._release()
 
     async def _release(self) -> None:
@@ -715,13 +729,18 @@ def open_source(
     if buffer < 1:
         raise ValueError(f"buffer must be >= 1, got {buffer}")
     selection = _Selection(start, count, step, direction == "backward")
-    is_capture = isinstance(source, int) or (isinstance(source, str) and STREAM_URL.match(source) is not None)
-    is_live = is_capture if live is None else live
-    reader = _reader(source, selection, is_capture, is_live, reconnect, reconnect_delay, timeout)
+    is_capture = is_live(source)
+    live = is_capture if live is None else live
+    reader = _reader(source, selection, is_capture, live, reconnect, reconnect_delay, timeout)
     items = source if reader is None else None
     if selection.backward and (reader is None or isinstance(reader, (_CaptureReader, _IterableReader))):
         raise ValueError(f"direction='backward' needs a source of known length, not {_describe(source)}")
-    return FrameSource(reader, items, selection=selection, drop=drop, buffer=buffer, live=is_live)  # type: ignore[arg-type]
+    return FrameSource(reader, items, selection=selection, drop=drop, buffer=buffer, live=live)  # type: ignore[arg-type]
+
+
+def is_live(source: object) -> bool:
+    """Whether ``source`` is live by default: a camera index or a stream URL (``rtsp://`` ...)."""
+    return isinstance(source, int) or (isinstance(source, str) and STREAM_URL.match(source) is not None)
 
 
 def _reader(
@@ -742,7 +761,9 @@ def _reader(
         if Path(path).suffix.lower() in IMAGE_SUFFIXES and not glob.has_magic(path):
             return _SequenceReader(path, [path], _read_image, selection)
         if os.path.isdir(path) or glob.has_magic(path):
-            return _SequenceReader(path, _image_paths(path), _read_image, selection)
+            return _SequenceReader(
+                path, None, _read_image, selection, listing=functools.partial(_image_paths, path)
+            )
         return _VideoReader(Path(path), selection, live)
     if isinstance(source, np.ndarray) and source.ndim in (2, 3) and source.dtype == np.uint8:
         raise TypeError("a single image is not a source: pass [image], or a 4-D array of frames")

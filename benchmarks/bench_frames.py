@@ -32,6 +32,7 @@ import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor, ResizeAlgorithm
 
 import aioinfer
+from aioinfer._bench import lag_while
 from aioinfer._bundled import bundled_model
 
 MODEL_SHAPES = {"rec": [1, 3, 48, 320], "det": [1, 3, 160, 160]}
@@ -92,27 +93,18 @@ async def with_aioinfer(
     model: aioinfer.AsyncModel, prepare: Prepare, video: Path, max_in_flight: int
 ) -> tuple[float, int, list[float]]:
     """Frames/s of ``open_source`` + ``amap``, and the heartbeat's lateness in ms."""
-    lags: list[float] = []
-    running = True
-
-    async def heartbeat() -> None:
-        while running:
-            t = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lags.append((time.perf_counter() - t - 0.001) * 1e3)
-
     limiter = anyio.CapacityLimiter(2)
 
     async def infer(image: np.ndarray) -> aioinfer.Outputs:
         return await model.infer(await anyio.to_thread.run_sync(prepare, image, limiter=limiter))
 
-    beat = asyncio.ensure_future(heartbeat())
+    async def run() -> list[np.ndarray]:
+        async with aioinfer.open_source(video) as frames:
+            return [r.output[0] async for r in aioinfer.amap(infer, frames, max_in_flight=max_in_flight)]
+
     start = time.perf_counter()
-    async with aioinfer.open_source(video) as frames:
-        outputs = [r.output[0] async for r in aioinfer.amap(infer, frames, max_in_flight=max_in_flight)]
+    outputs, lags = await lag_while(run())
     elapsed = time.perf_counter() - start
-    running = False
-    await beat
     return len(outputs) / elapsed, len(outputs), lags
 
 

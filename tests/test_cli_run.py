@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 
 import cv2
 import numpy as np
@@ -11,7 +13,9 @@ import openvino.opset13 as ops
 import pytest
 from models import decode_index, frame_index, frame_probe, indexed_frame, linear, write_indexed_video
 
-from aioinfer._cli import main
+from aioinfer._cli import build_parser, main, parse_source, positive
+from aioinfer._cli.run import _Runner
+from aioinfer._map import MapResult
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -152,6 +156,58 @@ def test_run_rejects_bad_numbers(probe_xml, video, capsys):
         main(["run", str(probe_xml), str(video), "--step", "0"])
     assert exc.value.code == 2
     assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--step", "abc"], "expected an integer, got 'abc'"),
+        (["--start", "-1"], "expected an integer >= 0, got '-1'"),
+        (["--count", "1.5"], "expected an integer, got '1.5'"),
+        (["--max-in-flight", "0"], "expected an integer >= 1, got '0'"),
+    ],
+)
+def test_run_rejects_bad_numbers_saying_what_it_expected(probe_xml, video, capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(probe_xml), str(video), *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_run_accepts_zero_start_and_count(tmp_path, probe_xml, video):
+    preds = tmp_path / "p.jsonl"
+    argv = ["run", str(probe_xml), str(video), "--jsonl", str(preds), "--no-progress", "--device", "CPU"]
+    assert main([*argv, "--start", "0", "--count", "0"]) == 0
+    assert read_jsonl(preds) == []
+
+
+def test_one_integer_parser_and_one_source_parser_for_every_command():
+    assert positive(int)("3") == 3 and positive(int, zero=True)("0") == 0
+    assert positive(float)("0.5") == 0.5 and positive(float, zero=True)("0") == 0.0
+    for parse, text, message in [
+        (positive(int), "0", "expected an integer >= 1, got '0'"),
+        (positive(int), "x", "expected an integer, got 'x'"),
+        (positive(float), "0", "expected a number > 0, got '0'"),
+        (positive(float, zero=True), "-1", "expected a number >= 0, got '-1'"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+            parse(text)
+    assert parse_source("0") == 0 and parse_source("12") == 12
+    assert parse_source("clip.mp4") == "clip.mp4" and parse_source("rtsp://cam/1") == "rtsp://cam/1"
+    assert build_parser().parse_args(["demo", "--source", "2"]).source == "2"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--frames", "many"])  # a usage error, not a traceback
+
+
+def test_jsonl_record_of_a_task_holds_the_prediction_itself():
+    class Prediction:
+        def to_dict(self):
+            raise AssertionError("converted on the event loop")
+
+    prediction = Prediction()
+    runner = _Runner(model=None, predict=None, task=object())  # type: ignore[arg-type]
+    record = runner.record(MapResult(3, 40.0, None, prediction))
+    assert record == {"index": 3, "timestamp_ms": 40.0, "prediction": prediction}
 
 
 def test_run_ocr_on_the_bundled_models_needs_no_model_path(tmp_path, capsys):

@@ -249,6 +249,37 @@ async def test_stats_and_progress_bar(video, probe, capsys):
     assert "25/25" in capsys.readouterr().err
 
 
+async def test_stats_fps_counts_failed_results_too():
+    items = [np.ones((1, 5), np.float32)] * 3  # every one fails
+    async with aioinfer.load(linear(), device="CPU") as model:
+        results = model.map(items, max_in_flight=2, return_exceptions=True)
+        assert [r.error is not None async for r in results] == [True] * 3
+    stats = results.stats()
+    assert (stats.read, stats.inferred, stats.failed) == (3, 0, 3)
+    assert stats.fps > 0
+
+
+async def test_aclose_returns_once_the_cancelled_jobs_are_gone():
+    started, ended = [], []
+
+    async def fn(x):
+        started.append(x)
+        try:
+            await asyncio.sleep(30)
+        finally:
+            ended.append(x)
+
+    results = amap(fn, range(10), max_in_flight=4)
+    pending = asyncio.ensure_future(results.__anext__())
+    while len(started) < 4:
+        await asyncio.sleep(0)
+    await results.aclose()
+    assert sorted(ended) == sorted(started) == [0, 1, 2, 3]  # not merely asked to cancel
+    await results.aclose()  # idempotent
+    pending.cancel()
+    await asyncio.wait([pending])
+
+
 def test_max_in_flight_must_be_positive():
     async def fn(x):
         return x

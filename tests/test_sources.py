@@ -13,7 +13,7 @@ import pytest
 from models import frame_index, indexed_frame, write_indexed_video
 
 import aioinfer
-from aioinfer._sources import FrameSource, open_source
+from aioinfer._sources import FrameSource, is_live, open_source
 
 N = 40
 pytestmark = pytest.mark.timeout(60)
@@ -332,7 +332,83 @@ async def test_camera_that_does_not_exist_raises_source_error():
 
 async def test_giving_up_during_reconnection_back_off_does_not_wait_for_it():
     source = open_source(f"http://127.0.0.1:{closed_port()}/x.mjpg", reconnect=3, reconnect_delay=30)
+    reader, returned = source._reader, threading.Event()
+    reader_open = reader.open
+
+    def open_then_signal(stopped):
+        try:
+            reader_open(stopped)
+        finally:
+            returned.set()
+
+    reader.open = open_then_signal
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(collect(source), 0.2)  # would otherwise wait 30 + 60 + 120 s
     assert source._buffer.stopped.is_set()
+    # the opening thread itself gives up at once, not only the consumer (which does not wait for it)
+    assert await asyncio.to_thread(returned.wait, 5)
     assert source.stats().reconnects <= 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"start": 1, "count": 2, "step": 5}, [1, 6]),
+        ({"step": 30, "count": 1}, [0]),
+        ({"start": 3, "count": 1, "step": 30}, [3]),
+        ({"start": 4, "count": 0}, []),
+        ({"count": 0, "step": 7}, []),
+        ({"start": 95, "count": 3, "step": 4}, [95, 99]),
+    ],
+)
+async def test_stream_selection_pulls_nothing_after_the_last_selected_item(kwargs, expected):
+    pulled = []
+
+    def items():
+        for i in range(100):
+            pulled.append(i)
+            yield np.full((2, 2), i, np.uint8)
+
+    got = await collect(open_source(items(), **kwargs))
+    assert [f.index for f in got] == expected
+    assert [int(f.image[0, 0]) for f in got] == expected
+    last = expected[-1] if expected else kwargs.get("start", 0) - 1
+    assert pulled == list(range(last + 1))  # a camera decodes no frame it does not deliver
+
+
+async def test_image_folder_is_listed_when_opened_not_when_made(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    source = open_source(folder)  # empty yet: listing it now would fail
+    with pytest.raises(TypeError, match="before it is opened"):
+        len(source)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"f{i}.png"), indexed_frame(i))
+    async with source as frames:
+        assert len(frames) == 3
+        assert [frame_index(f.image) async for f in frames] == [0, 1, 2]
+    empty = open_source(str(tmp_path / "none*.png"))  # no error until it is opened, like a video
+    with pytest.raises(aioinfer.SourceError, match="no images found"):
+        await empty.open()
+    assert not source_threads()
+
+
+@pytest.mark.parametrize("how", ["stop", "aclose"])
+async def test_source_stopped_before_opening_never_opens_its_reader(how):
+    source = open_source(f"http://127.0.0.1:{closed_port()}/x.mjpg", reconnect=3, reconnect_delay=30)
+    opened = []
+    source._reader.open = opened.append
+    if how == "stop":
+        source.stop()
+    else:
+        await source.aclose()
+    assert await collect(source) == []
+    assert opened == []
+    assert source.stats().read == 0 and not source_threads()
+
+
+def test_is_live_means_a_camera_index_or_a_stream_url(tmp_path):
+    assert is_live(0) and is_live(3)
+    assert is_live("rtsp://camera/stream") and is_live("http://host/cam.mjpg")
+    assert not is_live("clip.mp4") and not is_live(str(tmp_path)) and not is_live(tmp_path)
+    assert not is_live([np.zeros(2)])

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from .._errors import AioInferError
+from . import parse_source, positive
 
 
 def add_parser(subparsers: Any) -> None:
@@ -23,10 +24,12 @@ def add_parser(subparsers: Any) -> None:
         "--output-dir", default="aioinfer-demo", help="where outputs go (default: %(default)s)"
     )
     parser.add_argument(
-        "--frames", type=_positive, help="frames to generate or read (default: 36 generated; all of --source)"
+        "--frames",
+        type=positive(int),
+        help="frames to generate or read (default: 36 generated; all of --source)",
     )
     parser.add_argument(
-        "--max-in-flight", type=_positive, help="frames predicted at once (default: 2 x requests)"
+        "--max-in-flight", type=positive(int), help="frames predicted at once (default: 2 x requests)"
     )
     parser.add_argument("--device", default="AUTO", help="OpenVINO device (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -36,7 +39,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from .._demo import run_demo
 
-    source: str | int | None = int(args.source) if args.source and args.source.isdigit() else args.source
+    source = parse_source(args.source) if args.source else None
     try:
         report = asyncio.run(
             run_demo(
@@ -55,10 +58,3 @@ def run(args: argparse.Namespace) -> int:
         return 130
     report.print()
     return 0
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value

@@ -15,11 +15,12 @@ import cv2
 import numpy as np
 
 from .._errors import AioInferError
-from .._map import MapResult, amap
+from .._map import Mappable, MapResult
 from .._model import AsyncModel, load
 from .._outputs import Outputs
 from .._sinks import JsonlSink, VideoSink
-from .._sources import STREAM_URL, FrameSource, open_source
+from .._sources import FrameSource, is_live, open_source
+from . import parse_source, positive
 
 SMALL_OUTPUT = 64  # raw outputs with at most this many values are written in full to the JSONL
 
@@ -40,11 +41,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", help="wrap the model in a task (classification, detection, segmentation, ocr)")
     p.add_argument("--labels", help="labels file for --task")
     p.add_argument("--device", default="AUTO", help="OpenVINO device (default: AUTO)")
-    p.add_argument("--requests", type=_positive, help="infer requests (default: the device's optimum)")
-    p.add_argument("--max-in-flight", type=_positive, help="frames in flight (default: 2 x requests)")
-    p.add_argument("--start", type=_natural, help="first frame (default: first in the direction)")
-    p.add_argument("--count", type=_natural, help="number of frames (default: all)")
-    p.add_argument("--step", type=_positive, default=1, help="take every STEP-th frame")
+    p.add_argument("--requests", type=positive(int), help="infer requests (default: the device's optimum)")
+    p.add_argument("--max-in-flight", type=positive(int), help="frames in flight (default: 2 x requests)")
+    p.add_argument(
+        "--start", type=positive(int, zero=True), help="first frame (default: first in the direction)"
+    )
+    p.add_argument("--count", type=positive(int, zero=True), help="number of frames (default: all)")
+    p.add_argument("--step", type=positive(int), default=1, help="take every STEP-th frame")
     p.add_argument("--backward", action="store_true", help="read from START down to the first frame")
     p.add_argument(
         "--drop",
@@ -54,23 +57,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    value = _natural(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _natural(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,9 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    source_arg: int | str = int(args.source) if args.source.isdigit() else args.source
-    live = isinstance(source_arg, int) or bool(STREAM_URL.match(args.source))
-    drop = args.drop or ("oldest" if live else "none")
+    source_arg = parse_source(args.source)
+    drop = args.drop or ("oldest" if is_live(source_arg) else "none")
     async with AsyncExitStack() as stack:
         source = await stack.enter_async_context(
             open_source(
@@ -103,12 +88,7 @@ async def _run(args: argparse.Namespace) -> int:
             await stack.enter_async_context(VideoSink(args.output, fps=source.fps)) if args.output else None
         )
         jsonl = await stack.enter_async_context(JsonlSink(args.jsonl)) if args.jsonl else None
-        results = amap(
-            runner.predict,
-            source,
-            max_in_flight=args.max_in_flight or 2 * runner.model.info.num_requests,
-            progress=not args.no_progress,
-        )
+        results = runner.map(source, max_in_flight=args.max_in_flight, progress=not args.no_progress)
         started = time.perf_counter()
         async with results:
             async for r in results:
@@ -127,7 +107,7 @@ def _summary(frames: int, seconds: float, source: FrameSource) -> None:
     print(f"{frames} frames in {seconds:.2f} s ({fps:.1f} fps){dropped}", file=sys.stderr)
 
 
-class _Runner:
+class _Runner(Mappable):
     """What runs on each frame: a task (predict, draw, to_dict) or a raw model (adapt, infer, outputs)."""
 
     def __init__(
@@ -137,10 +117,13 @@ class _Runner:
         self.predict = predict
         self.task = task
 
+    def _map_target(self) -> tuple[Callable[[np.ndarray], Awaitable[Any]], int]:
+        return self.predict, self.model.info.num_requests
+
     def record(self, r: MapResult) -> dict[str, Any]:
         head = {"index": r.index, "timestamp_ms": r.timestamp_ms}
         if self.task is not None:
-            return {**head, "prediction": r.output.to_dict()}
+            return {**head, "prediction": r.output}  # the sink calls to_dict() on its own thread
         return {**head, "outputs": {name: _describe(a) for name, a in r.output.to_dict().items()}}
 
     async def draw(self, r: MapResult) -> np.ndarray:
