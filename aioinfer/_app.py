@@ -32,7 +32,7 @@ from ._errors import (
     QueueFull,
     SettingsError,
 )
-from ._inputs import Inputs
+from ._inputs import InputAdapter
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ._model import AsyncModel
 from ._outputs import Outputs
@@ -74,6 +74,7 @@ class Service:
         self.model: AsyncModel | None = None
         self.task: Any = None
         self.batcher: Batcher | None = None
+        self.adapt: InputAdapter | None = None  # the checks and conversion of what /v1/infer gets
         self.metrics = Metrics(self.queue_depth)
         self.load_error: str | None = None
         self.loaded = asyncio.Event()  # set once loading succeeded or failed
@@ -92,12 +93,13 @@ class Service:
                 self.model,
                 max_batch_size=self.max_batch_size,
                 max_delay_ms=self.max_delay_ms,
-                on_batch=self.metrics.observe_batch,
+                on_batch=self.metrics.batch_size.observe,
             )
         elif self.max_batch_size > 1:
             log.warning(
                 "model %r has no usable batch dimension: dynamic batching is off", self.model.info.name
             )
+        self.adapt = self.batcher._adapt if self.batcher is not None else self.model._adapt
         batching = f"batches of up to {self.batcher.max_batch_size}" if self.batcher else "no batching"
         log.info("model %r ready on %s (%s)", self.model.info.name, self.model.info.device, batching)
         self.loaded.set()
@@ -148,10 +150,11 @@ class Service:
         finally:
             self._outstanding -= 1
 
-    async def infer(self, inputs: Inputs) -> Outputs:
+    async def infer(self, arrays: dict[int, np.ndarray]) -> Outputs:
+        """Run inputs already converted by ``self.adapt`` (in the batcher if batching)."""
         if self.batcher is not None:
-            return await self.batcher.infer(inputs, timeout=self.timeout)
-        return await self.require_model().infer(inputs, timeout=self.timeout)
+            return await self.batcher._infer_adapted(arrays, timeout=self.timeout)
+        return await self.require_model()._infer_adapted(arrays, timeout=self.timeout)
 
     async def predict(self, image: np.ndarray) -> Any:
         try:
@@ -194,13 +197,11 @@ class _Routes:
         self.s = service
 
     async def infer(self, request: Request) -> Response:
-        with self.s.admit() as model:
+        with self.s.admit():
             body = await self.s.read_body(request)
             kind = _media_type(request.headers.get("content-type", JSON))
-            inputs = await self.s.off_loop(
-                kind, len(body), _decode_tensors, body, kind, len(model.info.inputs)
-            )
-            outputs = await self.s.infer(inputs)
+            arrays = await self.s.off_loop(kind, len(body), _decode_tensors, body, kind, self.s.adapt)
+            outputs = await self.s.infer(arrays)
             fmt = _response_format(request.headers.get("accept", JSON), len(outputs))
             return await self.s.off_loop(fmt, sum(a.nbytes for a in outputs), _encode_outputs, outputs, fmt)
 
@@ -361,9 +362,10 @@ def _media_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
 
 
-def _decode_tensors(body: bytes, kind: str, n_inputs: int) -> Inputs:
-    """Arrays from a JSON ``{"inputs": ...}`` (an array, a list by input index, or an object by
-    name), a ``.npy`` array or a ``.npz`` archive by input name."""
+def _decode_tensors(body: bytes, kind: str, adapt: InputAdapter) -> dict[int, np.ndarray]:
+    """The model's inputs, checked and converted by ``adapt``, from a JSON ``{"inputs": ...}`` (an
+    array, a list by input index, or an object by input name), a ``.npy`` array or a ``.npz``
+    archive by input name."""
     if kind == JSON:
         payload = _json_body(body)
         if not isinstance(payload, dict) or "inputs" not in payload:
@@ -372,12 +374,7 @@ def _decode_tensors(body: bytes, kind: str, n_inputs: int) -> Inputs:
                 'send a JSON object {"inputs": ...}: an array, a list by input index, '
                 "or an object by input name",
             )
-        inputs = payload["inputs"]
-        if isinstance(inputs, dict):
-            return {key: _array(key, value) for key, value in inputs.items()}
-        if isinstance(inputs, list) and n_inputs > 1:
-            return [_array(i, value) for i, value in enumerate(inputs)]
-        return _array(0, inputs)
+        return adapt(payload["inputs"])
     if kind in (NPY, NPZ, "application/octet-stream"):
         try:
             loaded = np.load(io.BytesIO(body), allow_pickle=False)
@@ -388,15 +385,8 @@ def _decode_tensors(body: bytes, kind: str, n_inputs: int) -> Inputs:
             MemoryError,
         ) as exc:  # MemoryError: a header lying about its size
             raise HTTPException(400, f"the body is not a .npy array or .npz archive ({exc!r})") from None
-        return dict(loaded.items()) if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
+        return adapt(dict(loaded.items()) if isinstance(loaded, np.lib.npyio.NpzFile) else loaded)
     raise HTTPException(415, f"unsupported Content-Type {kind!r}: send {JSON}, {NPY} or {NPZ}")
-
-
-def _array(key: str | int, value: Any) -> np.ndarray:
-    try:
-        return np.asarray(value)
-    except ValueError as exc:
-        raise HTTPException(422, f"input {key!r} is not a rectangular array of numbers ({exc})") from None
 
 
 def _response_format(accept: str, n_outputs: int) -> str:

@@ -37,7 +37,8 @@ class Batcher:
     them, and gets back only its own rows of every output. The first waiting call waits at most
     ``max_delay_ms`` for others to join; while every request of the model is busy, calls keep
     gathering, so batches grow with load. A model with a fixed batch size ``N`` gets batches padded
-    to ``N`` rows (``max_batch_size`` is capped at ``N``).
+    to ``N`` rows (``max_batch_size`` is capped at ``N``, as at the upper bound of a bounded
+    dynamic batch dimension such as ``[1..N, ...]``).
 
     A call that is cancelled or times out leaves the batch it joined running for the others. An
     input that does not fit the model fails only its own call (an :class:`InputError`); if a whole
@@ -63,12 +64,12 @@ class Batcher:
             raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms}")
         self.model = model
         self._fixed = _batch_dimension(model)
-        self.max_batch_size = min(max_batch_size, self._fixed or max_batch_size)
+        self.max_batch_size = min(max_batch_size, self._fixed or _max_rows(model) or max_batch_size)
         self.max_delay = max_delay_ms / 1e3
         self.max_queue = max_queue
         self._on_batch = on_batch
-        self._adapt = _relaxed_adapter(model)
-        self._out_index = {name: i for i, o in enumerate(model.info.outputs) for name in o.names}
+        # a dynamic batch dimension: the model's own checks already let a call bring any rows
+        self._adapt = model._adapt if self._fixed is None else _relaxed_adapter(model)
         self._pending: deque[_Item] = deque()
         self._arrived = asyncio.Event()
         self._free = asyncio.Semaphore(model.info.num_requests)  # batches on the device at once
@@ -89,15 +90,27 @@ class Batcher:
         Raises like :meth:`AsyncModel.infer`: :class:`InputError` for inputs that do not fit,
         :class:`QueueFull`, :class:`InferTimeout` after ``timeout`` seconds, :class:`ClosedError`.
         """
+        self._admit()  # before converting: a refused call costs nothing
+        return await self._submit(self._adapt(inputs), timeout)
+
+    async def _infer_adapted(self, arrays: dict[int, np.ndarray], timeout: float | None = None) -> Outputs:
+        """``infer`` for inputs already checked and converted by ``self._adapt`` (the app does it off
+        the event loop)."""
+        self._admit()
+        return await self._submit(arrays, timeout)
+
+    def _admit(self) -> None:
         if self._closed:
             raise ClosedError("the batcher is closed: it takes no more work")
-        item = _Item(self._adapt(inputs), asyncio.get_running_loop().create_future())
-        if self._fixed is not None and item.size > self._fixed:
-            raise InputShapeError(f"the model takes at most {self._fixed} rows per call, got {item.size}")
         if self.max_queue is not None and self.pending >= self.max_queue:
             raise QueueFull(
                 f"{self.max_queue} calls already wait for a batch (max_queue={self.max_queue}); retry later"
             )
+
+    async def _submit(self, arrays: dict[int, np.ndarray], timeout: float | None) -> Outputs:
+        item = _Item(arrays, asyncio.get_running_loop().create_future())
+        if self._fixed is not None and item.size > self._fixed:
+            raise InputShapeError(f"the model takes at most {self._fixed} rows per call, got {item.size}")
         self._pending.append(item)
         self._arrived.set()
         if self._collector is None:
@@ -147,15 +160,18 @@ class Batcher:
         return bool(self._pending)
 
     def _join(self, batch: list[_Item], size: int, key: tuple) -> int:
-        """Move waiting calls that fit into ``batch``; return how many rows joined."""
+        """Move waiting calls that fit into ``batch``, drop finished ones; return how many rows joined."""
         joined = 0
-        for item in list(self._pending):
+        keep: deque[_Item] = deque()
+        for item in self._pending:
             if item.future.done():
-                self._pending.remove(item)
-            elif item.key == key and size + joined + item.size <= self.max_batch_size:
-                self._pending.remove(item)
+                continue
+            if item.key == key and size + joined + item.size <= self.max_batch_size:
                 batch.append(item)
                 joined += item.size
+            else:
+                keep.append(item)
+        self._pending = keep
         return joined
 
     async def _run(self, batch: list[_Item]) -> None:
@@ -170,18 +186,22 @@ class Batcher:
         sizes = [item.size for item in items]
         total = sum(sizes)
         rows = max(total, self._fixed or 0)
+        # the arrays were checked and converted by self._adapt; a batch of them has the model's
+        # trailing shapes and dtypes, and rows within its batch dimension (padded if fixed)
         inputs = {i: _stack([item.arrays[i] for item in items], rows) for i in items[0].arrays}
-        self.batches += 1
-        self.items += len(items)
         try:
+            outputs = await self.model._infer_adapted(inputs)
+            # counted once it ran: a batch retried call by call below counts only its calls' runs
+            self.batches += 1
+            self.items += len(items)
             if self._on_batch is not None:
                 self._on_batch(total)
-            outputs = await self.model.infer(inputs)
         except InferenceError as exc:
             if len(items) == 1:
                 _fail(items[0], exc)
             else:  # find the call the device chokes on: only it fails
-                await asyncio.gather(*(self._infer_batch([item]) for item in items))
+                live = [item for item in items if not item.future.done()]
+                await asyncio.gather(*(self._infer_batch([item]) for item in live))
             return
         except Exception as exc:
             for item in items:
@@ -190,8 +210,7 @@ class Batcher:
         offset = 0
         for item, n in zip(items, sizes, strict=True):
             if not item.future.done():
-                arrays = [np.array(a[offset : offset + n]) for a in outputs]
-                item.future.set_result(Outputs(arrays, outputs.names, self._out_index))
+                item.future.set_result(outputs.rows(offset, offset + n))
             offset += n
 
     async def aclose(self) -> None:
@@ -242,6 +261,12 @@ def _batch_dimension(model: AsyncModel) -> int | None:
     return fixed.pop() if fixed else None
 
 
+def _max_rows(model: AsyncModel) -> int | None:
+    """The smallest upper bound of the inputs' batch dimensions, ``None`` if they are unbounded."""
+    bounds = [p.get_partial_shape()[0].get_max_length() for p in model.compiled.inputs]
+    return min((b for b in bounds if b > 0), default=None)
+
+
 def _relaxed_adapter(model: AsyncModel) -> InputAdapter:
     """The model's input checks with the batch dimension left free (a call brings any number of rows)."""
     infos, shapes = [], []
@@ -263,10 +288,11 @@ def _batch_size(arrays: dict[int, np.ndarray]) -> int:
 
 
 def _stack(parts: list[np.ndarray], rows: int) -> np.ndarray:
-    """Concatenate along axis 0, padding with copies of the last row up to ``rows``."""
-    batch = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-    pad = rows - batch.shape[0]
-    return np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)], axis=0) if pad else batch
+    """Concatenate along axis 0, padding with copies of the last row up to ``rows`` (one copy in all)."""
+    pad = rows - sum(p.shape[0] for p in parts)
+    if pad:
+        parts = [*parts, np.broadcast_to(parts[-1][-1:], (pad, *parts[-1].shape[1:]))]
+    return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
 def _fail(item: _Item, exc: BaseException) -> None:

@@ -49,9 +49,6 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_batch(self, rows: int) -> None:
-        self.batch_size.observe(rows)
-
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)

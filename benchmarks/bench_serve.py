@@ -39,9 +39,9 @@ CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT"}
 
 
 def model_path() -> str:
-    from aioinfer._bundled import bundled_model
+    import aioinfer
 
-    return str(bundled_model(KIND))
+    return str(aioinfer.bundled_model(KIND))
 
 
 def compile_model():

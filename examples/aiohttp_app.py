@@ -1,7 +1,7 @@
 """An aiohttp app that loads an ``AsyncModel`` at start-up and awaits it in a handler.
 
 Same model and route as ``fastapi_app.py``: PP-OCR's text-orientation classifier from the
-``rapidocr`` wheel (or ``$MODEL``), concurrent requests batched by an ``aioinfer.asgi.Batcher``.
+``rapidocr`` wheel (or ``$MODEL``), concurrent requests batched by an ``aioinfer.Batcher``.
 
     python examples/aiohttp_app.py
     curl --data-binary @word.png http://127.0.0.1:8080/orientation
@@ -16,15 +16,14 @@ from aiohttp import web
 from orientation import model_path, preprocess, verdict
 
 import aioinfer
-from aioinfer.asgi import Batcher
 
-BATCHER = web.AppKey("batcher", Batcher)
+BATCHER = web.AppKey("batcher", aioinfer.Batcher)
 
 
 async def model_context(app: web.Application) -> AsyncIterator[None]:
     async with (
         aioinfer.load(model_path(), device="CPU") as model,
-        Batcher(model, max_batch_size=8) as batcher,
+        aioinfer.Batcher(model, max_batch_size=8) as batcher,
     ):
         app[BATCHER] = batcher
         yield

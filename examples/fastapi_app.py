@@ -2,7 +2,7 @@
 
 The model is PP-OCR's text-orientation classifier shipped in the ``rapidocr`` wheel (or any model
 given by ``$MODEL`` with the same [N,3,48,192] input). Concurrent requests are grouped into batches
-by an ``aioinfer.asgi.Batcher``; image decoding runs on a worker thread, so the event loop only
+by an ``aioinfer.Batcher``; image decoding runs on a worker thread, so the event loop only
 awaits. The full aioinfer API (``/v1/infer``, ``/v1/info``, ``/metrics``...) is mounted at ``/model``.
 
     python examples/fastapi_app.py
@@ -19,14 +19,14 @@ from fastapi import FastAPI, HTTPException, Request
 from orientation import model_path, preprocess, verdict
 
 import aioinfer
-from aioinfer.asgi import Batcher, create_app
+from aioinfer.asgi import create_app
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with (
         aioinfer.load(model_path(), device="CPU") as model,
-        Batcher(model, max_batch_size=8) as batcher,
+        aioinfer.Batcher(model, max_batch_size=8) as batcher,
     ):
         app.state.batcher = batcher
         app.mount("/model", create_app(model))

@@ -31,3 +31,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if inspect.iscoroutinefunction(getattr(item, "function", None)):
             item.add_marker(pytest.mark.usefixtures("loop_errors"))
+
+
+@pytest.fixture
+async def linear_model() -> AsyncIterator[object]:
+    """``y = 2x + 1`` (tests/models.py) on CPU in exact f32, with a dynamic batch: [-1, 4]."""
+    import models
+
+    import aioinfer
+
+    async with aioinfer.load(models.linear(), device="CPU", config=models.EXACT) as model:
+        yield model

@@ -1,15 +1,33 @@
-"""A real uvicorn server on a free loopback port, for the tests that talk HTTP."""
+"""A real uvicorn server on a free loopback port, for the tests that talk HTTP, and the bodies
+they send."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import uvicorn
+
+
+def npy(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of a .npy file."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def text_png(text: str) -> bytes:
+    """A PNG of one line of black ``text`` on white, 320x48: what PP-OCR reads back exactly."""
+    image = np.full((48, 320, 3), 255, np.uint8)
+    cv2.putText(image, text, (8, 34), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
+    return cv2.imencode(".png", image)[1].tobytes()
 
 
 @contextlib.asynccontextmanager

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import anyio
 import models
 import numpy as np
+import openvino as ov
 import pytest
 
 import aioinfer
 from aioinfer._batcher import Batcher, can_batch
-
-
-@pytest.fixture
-async def linear_model():
-    async with aioinfer.load(models.linear(), device="CPU", config=models.EXACT) as model:
-        yield model
 
 
 def rows(start: int, n: int = 1) -> np.ndarray:
@@ -36,8 +32,9 @@ async def test_concurrent_calls_are_grouped_and_each_gets_its_own_rows(linear_mo
 
 
 async def test_batch_waits_at_most_max_delay_for_company(linear_model):
-    async with Batcher(linear_model, max_batch_size=64, max_delay_ms=1) as batcher:
-        out = await batcher.infer(rows(1))  # alone: must not wait for 63 others that never come
+    with anyio.fail_after(5):  # a few ms are expected; seconds mean it waited for company
+        async with Batcher(linear_model, max_batch_size=64, max_delay_ms=1) as batcher:
+            out = await batcher.infer(rows(1))  # alone: must not wait for 63 others that never come
     np.testing.assert_array_equal(out[0], models.linear_expected(rows(1)))
 
 
@@ -52,6 +49,37 @@ async def test_a_bad_input_fails_only_its_own_call(linear_model):
     good = [r for i, r in enumerate(results) if i not in (3, 5)]
     for i, out in enumerate(good):
         np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
+
+
+async def test_a_batch_the_device_fails_is_retried_call_by_call_so_only_the_faulty_call_fails(
+    linear_model, monkeypatch
+):
+    # No real input makes the CPU fail an inference its shape checks let through, so the fault is
+    # injected: the model's inference raises InferenceError whenever the marked row (-1 first) is in it.
+    real = linear_model._infer_adapted
+    runs: list[int] = []  # rows of every inference tried, failed or not
+
+    async def faulty(inputs: dict[int, np.ndarray], timeout: float | None = None) -> aioinfer.Outputs:
+        runs.append(len(inputs[0]))
+        if (inputs[0][:, 0] == -1).any():
+            raise aioinfer.InferenceError("injected device fault")
+        return await real(inputs, timeout)
+
+    monkeypatch.setattr(linear_model, "_infer_adapted", faulty)
+    marked = np.full((2, 4), -1, np.float32)
+    xs = [rows(i, n=1 + i % 2) for i in range(5)]
+    xs.insert(2, marked)
+    sizes: list[int] = []
+    async with Batcher(linear_model, max_batch_size=16, max_delay_ms=50, on_batch=sizes.append) as batcher:
+        results = await asyncio.gather(*(batcher.infer(x) for x in xs), return_exceptions=True)
+    assert isinstance(results[2], aioinfer.InferenceError) and "injected" in str(results[2])
+    for i, (x, out) in enumerate(zip(xs, results, strict=True)):
+        if i != 2:
+            np.testing.assert_array_equal(out["y"], models.linear_expected(x))
+    assert runs == [sum(map(len, xs)), *map(len, xs)]  # one batch, then each call alone
+    good_rows = [len(x) for i, x in enumerate(xs) if i != 2]
+    assert sorted(sizes) == sorted(good_rows)  # every row that ran is counted once
+    assert batcher.items == batcher.batches == 5
 
 
 async def test_cancelled_and_timed_out_callers_do_not_break_the_batch(linear_model):
@@ -71,9 +99,12 @@ async def test_cancelled_and_timed_out_callers_do_not_break_the_batch(linear_mod
 
 async def test_max_queue_rejects_at_once(linear_model):
     async with Batcher(linear_model, max_batch_size=2, max_delay_ms=0, max_queue=3) as batcher:
-        results = await asyncio.gather(*(batcher.infer(rows(i)) for i in range(10)), return_exceptions=True)
+        calls = [batcher.infer(rows(i)) for i in range(10)]
+        calls.append(batcher.infer(np.zeros((1, 5), np.float32)))  # refused before its inputs are checked
+        results = await asyncio.gather(*calls, return_exceptions=True)
     rejected = [r for r in results if isinstance(r, aioinfer.QueueFull)]
     assert rejected and "max_queue=3" in str(rejected[0])
+    assert isinstance(results[-1], aioinfer.QueueFull)
     for i, out in enumerate(results):
         if not isinstance(out, aioinfer.QueueFull):
             np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
@@ -90,6 +121,22 @@ async def test_fixed_batch_model_is_padded():
     for i, out in enumerate(outs):
         assert out[0].shape == (1, 4)
         np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
+
+
+async def test_bounded_dynamic_batch_caps_the_batch_size():
+    x = models.ops.parameter(ov.PartialShape("[1..3,4]"), np.float32, name="x")
+    y = models.ops.add(x, models.ops.constant(np.float32(1)))
+    async with (
+        aioinfer.load(ov.Model([y], [x], "bounded"), device="CPU", config=models.EXACT) as model,
+        Batcher(model, max_batch_size=8, max_delay_ms=20) as batcher,
+    ):
+        assert batcher.max_batch_size == 3
+        outs = await asyncio.gather(*(batcher.infer(rows(i)) for i in range(7)))
+        with pytest.raises(aioinfer.InputShapeError):
+            await batcher.infer(rows(0, n=4))
+    for i, out in enumerate(outs):
+        np.testing.assert_array_equal(out[0], rows(i) + 1)
+    assert batcher.items == 7 and batcher.batches >= 3
 
 
 async def test_close_finishes_waiting_calls_then_refuses(linear_model):

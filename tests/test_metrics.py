@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-import models
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_app import serving
+from servers import serving
 
-import aioinfer
 from aioinfer.asgi import create_app
 
 
@@ -19,12 +16,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-
-
-@pytest.fixture
-async def linear_model():
-    async with aioinfer.load(models.linear(), device="CPU", config=models.EXACT) as model:
-        yield model
 
 
 async def test_counters_match_the_requests_sent(linear_model):

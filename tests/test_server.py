@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import re
 import signal
 import sys
@@ -16,27 +15,28 @@ import numpy as np
 import openvino as ov
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from servers import npy, text_png
 
 pytestmark = pytest.mark.timeout(120)
 
 
 class Serving:
-    """A ``python -m aioinfer serve`` subprocess and the lines of its log."""
+    """``async with Serving(*args) as server``: ``aioinfer serve *args`` as a subprocess on CPU,
+    exact f32, a free port, entered once it listens; killed at exit if it still runs."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
+    def __init__(self, *args: str | Path) -> None:
+        self.args = args
+        self.proc: asyncio.subprocess.Process  # started by __aenter__
         self.log: list[str] = []
         self.url = ""
 
-    @classmethod
-    async def start(cls, *args: str | Path) -> Serving:
-        """``aioinfer serve *args`` on CPU, exact f32, a free port; returns once it listens."""
-        proc = await asyncio.create_subprocess_exec(
+    async def __aenter__(self) -> Serving:
+        self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "aioinfer",
             "serve",
-            *map(str, args),
+            *map(str, self.args),
             "--device",
             "CPU",
             "--port",
@@ -45,10 +45,18 @@ class Serving:
             "INFERENCE_PRECISION_HINT=f32",
             stderr=asyncio.subprocess.PIPE,
         )
-        self = cls(proc)
-        running = await self.wait_for_line("Uvicorn running on")
+        try:
+            running = await self.wait_for_line("Uvicorn running on")
+        except BaseException:
+            await self.__aexit__()
+            raise
         self.url = re.search(r"http://\S+", running).group(0)
         return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
 
     async def wait_for_line(self, text: str) -> str:
         """Read the log until a line containing ``text`` (or the end of the log: then fail)."""
@@ -67,12 +75,6 @@ class Serving:
         return await self.proc.wait()
 
 
-def npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
 def in_flight(metrics_text: str) -> float:
     (family,) = [
         f for f in text_string_to_metric_families(metrics_text) if f.name == "aioinfer_requests_in_flight"
@@ -82,7 +84,6 @@ def in_flight(metrics_text: str) -> float:
 
 async def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(tmp_path):
     ov.save_model(models.slow_conv(128, 6), tmp_path / "slow.xml")
-    server = await Serving.start(tmp_path / "slow.xml", "--max-batch-size", "1", "--num-requests", "1")
     headers = {"content-type": "application/x-npy"}
     bodies = [npy(np.full((1, 3, 128, 128), k, np.float32)) for k in range(7)]
     release = asyncio.Event()
@@ -93,7 +94,7 @@ async def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(
         await release.wait()
         yield body[64:]
 
-    try:
+    async with Serving(tmp_path / "slow.xml", "--max-batch-size", "1", "--num-requests", "1") as server:
         await server.wait_for_line("ready on CPU")
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
             calls = [
@@ -118,16 +119,11 @@ async def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(
         assert [r.json()["outputs"]["y"][0][0] for r in responses] == list(range(7))
         assert await server.finish() == 0
         assert "Finished server process" in "".join(server.log)
-    finally:
-        if server.proc.returncode is None:
-            server.proc.kill()
-            await server.proc.wait()
 
 
 async def test_static_batch_of_one_is_reshaped_for_batching_and_sigint_exits_0(tmp_path):
     ov.save_model(models.linear([1, 4]), tmp_path / "linear1.xml")
-    server = await Serving.start(tmp_path / "linear1.xml", "--max-batch-size", "4", "--max-delay-ms", "5")
-    try:
+    async with Serving(tmp_path / "linear1.xml", "--max-batch-size", "4", "--max-delay-ms", "5") as server:
         await server.wait_for_line("ready on CPU")
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
             info = (await client.get("/v1/info")).json()
@@ -144,35 +140,22 @@ async def test_static_batch_of_one_is_reshaped_for_batching_and_sigint_exits_0(t
             assert (await client.get("/health/ready")).status_code == 200
         server.proc.send_signal(signal.SIGINT)
         assert await server.finish() == 0
-    finally:
-        if server.proc.returncode is None:
-            server.proc.kill()
-            await server.proc.wait()
 
 
 async def test_a_model_that_cannot_load_exits_1_with_the_reason(tmp_path):
-    server = await Serving.start(tmp_path / "missing.xml")
-    assert await server.finish() == 1
+    async with Serving(tmp_path / "missing.xml") as server:
+        assert await server.finish() == 1
     assert "ModelNotFoundError" in "".join(server.log) and "missing.xml" in "".join(server.log)
 
 
 async def test_serve_an_ocr_task_with_the_bundled_models():
-    import cv2
-
-    image = np.full((48, 320, 3), 255, np.uint8)
-    cv2.putText(image, "hello world", (8, 34), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
-    server = await Serving.start("--task", "ocr")  # no MODEL: the PP-OCR models in rapidocr
-    try:
+    async with Serving("--task", "ocr") as server:  # no MODEL: the PP-OCR models in rapidocr
         await server.wait_for_line("ready on CPU")
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            png = cv2.imencode(".png", image)[1].tobytes()
+            png = text_png("hello world")
             response = await client.post("/v1/predict", files={"image": ("line.png", png, "image/png")})
             assert response.status_code == 200, response.text
             assert [line["text"] for line in response.json()["lines"]] == ["hello world"]
             assert (await client.get("/v1/settings")).json()["use_cls"] is True
         server.proc.send_signal(signal.SIGTERM)
         assert await server.finish() == 0
-    finally:
-        if server.proc.returncode is None:
-            server.proc.kill()
-            await server.proc.wait()

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import openvino as ov
 
 from .. import _loading
-from .._loading import ReshapeSpec
+from . import positive
 
 log = logging.getLogger("aioinfer.serve")
 TASKS = ("classification", "detection", "segmentation", "ocr")
@@ -35,30 +36,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
-        "--max-batch-size", type=_positive(int), default=8, help="rows per batch; 1 turns batching off"
+        "--max-batch-size", type=positive(int), default=8, help="rows per batch; 1 turns batching off"
     )
     p.add_argument(
         "--max-delay-ms",
-        type=_positive(float, zero=True),
+        type=positive(float, zero=True),
         default=2.0,
         help="longest wait for a batch to fill",
     )
     p.add_argument(
-        "--max-queue", type=_positive(int, zero=True), default=256, help="waiting requests beyond which 503"
+        "--max-queue", type=positive(int, zero=True), default=256, help="waiting requests beyond which 503"
     )
-    p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds per request before 504")
+    p.add_argument("--timeout", type=positive(float), default=30.0, help="seconds per request before 504")
     p.add_argument(
-        "--max-body-mb", type=_positive(float), default=16.0, help="largest request body (413 beyond)"
+        "--max-body-mb", type=positive(float), default=16.0, help="largest request body (413 beyond)"
     )
     p.add_argument(
         "--drain-timeout",
-        type=_positive(int, zero=True),
+        type=positive(int, zero=True),
         default=30,
         help="seconds to finish requests in flight at shutdown",
     )
     p.add_argument(
         "--num-requests",
-        type=_positive(int),
+        type=positive(int),
         default=None,
         help="OpenVINO infer requests (default: the device's optimum)",
     )
@@ -108,21 +109,21 @@ async def _open(args: argparse.Namespace) -> AsyncIterator[Any]:
     else:
         from .._model import load
 
-        reshape = await anyio.to_thread.run_sync(_batch_reshape, args.model, args.max_batch_size)
+        source = await anyio.to_thread.run_sync(_batch_model, args.model, args.max_batch_size)
         # share_inputs: a request's decoded arrays are never written after they are submitted
-        async with load(args.model, reshape=reshape, share_inputs=True, **options) as model:
+        async with load(source, share_inputs=True, **options) as model:
             yield model
 
 
-def _batch_reshape(path: str, max_batch_size: int) -> ReshapeSpec:
-    """``{input: [-1, ...]}`` when batching is wanted and every input has a static batch of 1 that
-    OpenVINO can make dynamic; ``None`` otherwise (the model loads as it is)."""
+def _batch_model(path: str, max_batch_size: int) -> str | ov.Model:
+    """The model read once, with its inputs' static batch of 1 made dynamic when batching is wanted
+    and OpenVINO can do it (else as it is); just ``path`` when batching is off (``load`` reads it)."""
     if max_batch_size <= 1:
-        return None
+        return path
     model = _loading.read_model(path)
     shapes = [port.get_partial_shape() for port in model.inputs]
     if not all(s.rank.is_static and len(s) > 0 and s[0].is_static and s[0].get_length() == 1 for s in shapes):
-        return None
+        return model
     spec: dict[str | int, str] = {
         i: "[?," + ",".join(str(d) for d in list(s)[1:]) + "]" for i, s in enumerate(shapes)
     }
@@ -130,22 +131,9 @@ def _batch_reshape(path: str, max_batch_size: int) -> ReshapeSpec:
         _loading.reshape(model, spec)
     except Exception as exc:
         log.warning("cannot make the batch dimension dynamic (%s): dynamic batching is off", exc)
-        return None
+        return path  # a failed reshape may leave the model half changed: load it afresh
     log.info("batch dimension reshaped from 1 to dynamic for batching")
-    return spec
-
-
-def _positive(kind: type, *, zero: bool = False) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(f"expected a number {'>= 0' if zero else '> 0'}, got {text!r}")
-        return value
-
-    return parse
+    return model
 
 
 def _key_value(text: str) -> tuple[str, str]:
