@@ -137,7 +137,7 @@ async def run_demo(
             known=generated,
             progress=progress,
         )
-        stages = {stage: lat for stage, lat in ocr.stage_ms().items() if lat.p50 is not None}
+        stages = ocr.stage_ms()
     return DemoReport(
         source=f"the generated video {source}" if generated else str(source),
         frames=count,

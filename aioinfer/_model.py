@@ -178,7 +178,9 @@ def load(
     ``reshape`` fixes input shapes at load (one shape, or a mapping by input name/index).
     ``max_queue`` bounds the callers waiting for a request: beyond it ``infer`` raises
     :class:`QueueFull` at once. ``share_inputs=True`` lets the device read the caller's arrays
-    without a copy: then an input array must not be modified until its ``infer`` has returned.
+    without a copy: then an input array must not be modified until its ``infer`` has returned, and
+    no other request may run on ``model.compiled`` (OpenVINO's CPU plugin can then write a copied
+    input into the last shared array).
 
     Use as ``model = await load(...)`` or ``async with load(...) as model``.
     """

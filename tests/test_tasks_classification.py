@@ -36,28 +36,37 @@ async def test_top_k_with_labels_and_softmax():
         assert cls.info.input_size == (32, 32) and cls.info.to_dict()["labels"] == ["blue", "green", "red"]
 
 
-async def test_normalization_and_rgb_order_run_in_the_graph():
-    norm = tasks.Normalization(mean=(10, 20, 30), scale=(2, 4, 5), rgb=True)
+MODEL_INFO = {"mean_values": "10 20 30", "scale_values": "2", "reverse_input_channels": "True"}
+
+
+@pytest.mark.parametrize(
+    ("normalization", "model_info", "logits"),
+    [
+        # B, G, R (100, 60, 40) → RGB (40, 60, 100) → ((40-10)/2, (60-20)/4, (100-30)/5)
+        pytest.param(
+            tasks.Normalization(mean=(10, 20, 30), scale=(2, 4, 5), rgb=True), {}, [15, 10, 14], id="given"
+        ),
+        # → RGB (40, 60, 100) → ((40-10)/2, (60-20)/2, (100-30)/2)
+        pytest.param(None, MODEL_INFO, [15, 20, 35], id="from-runtime-info"),
+        pytest.param(  # the given one wins over the model's
+            tasks.Normalization(mean=(10, 20, 30), scale=(2, 4, 5), rgb=True),
+            MODEL_INFO,
+            [15, 10, 14],
+            id="given-over-runtime-info",
+        ),
+    ],
+)
+async def test_normalization_and_rgb_order_run_in_the_graph(normalization, model_info, logits):
+    model = models.channel_means()
+    for key, value in model_info.items():
+        model.set_rt_info(value, ["model_info", key])
     async with tasks.load(
-        models.channel_means(), task="classification", normalization=norm, config=models.EXACT
+        model, task="classification", normalization=normalization, config=models.EXACT
     ) as cls:
         image = np.zeros((32, 32, 3), np.uint8)
-        image[:] = (100, 60, 40)  # B, G, R → RGB (40, 60, 100) → ((40-10)/2, (60-20)/4, (100-30)/5)
+        image[:] = (100, 60, 40)
         pred = await cls.predict(image)
-        expected = softmax([15, 10, 14])
-        assert {c.label_id: c.score for c in pred.classes} == pytest.approx(dict(enumerate(expected)))
-
-
-async def test_normalization_from_the_models_runtime_info():
-    model = models.channel_means()
-    model.set_rt_info("10 20 30", ["model_info", "mean_values"])
-    model.set_rt_info("2", ["model_info", "scale_values"])
-    model.set_rt_info("True", ["model_info", "reverse_input_channels"])
-    async with tasks.load(model, task="classification", config=models.EXACT) as cls:
-        image = np.zeros((32, 32, 3), np.uint8)
-        image[:] = (100, 60, 40)  # → RGB (40, 60, 100) → ((40-10)/2, (60-20)/2, (100-30)/2)
-        pred = await cls.predict(image)
-        expected = softmax([15, 20, 35])
+        expected = softmax(logits)
         assert {c.label_id: c.score for c in pred.classes} == pytest.approx(dict(enumerate(expected)))
 
 

@@ -11,7 +11,8 @@ import pytest
 
 import aioinfer
 from aioinfer import tasks
-from aioinfer.tasks._detection import decode_ssd, decode_yolo, head_of
+from aioinfer.tasks import _image_task
+from aioinfer.tasks._detection import decode_ssd, decode_yolo, head_of, yolo_channels_first
 
 
 def yolo_head() -> np.ndarray:
@@ -42,6 +43,17 @@ def test_decode_yolo_both_layouts():
     assert scores.tolist() == pytest.approx([0.9, 0.8, 0.7]) and ids.tolist() == [0, 0, 1]
     transposed = decode_yolo(yolo_head()[0].T, 0.25, num_classes=2)
     assert transposed[0].tolist() == boxes.tolist()
+
+
+def test_yolo_layout_from_the_output_shape():
+    assert yolo_channels_first((1, 84, 8400)) is True and yolo_channels_first((1, 8400, 84)) is False
+    assert yolo_channels_first((1, 6, 8), num_classes=2) is True
+    assert yolo_channels_first((1, 8, 6), num_classes=2) is False
+    assert yolo_channels_first((1, 6, -1), num_classes=2) is True  # the class axis is known
+    assert yolo_channels_first((1, -1, 6), num_classes=2) is False
+    assert yolo_channels_first((1, 84, -1)) is None  # undecided: per output
+    transposed = decode_yolo(yolo_head()[0].T, 0.25, channels_first=False)
+    assert transposed[0].tolist() == decode_yolo(yolo_head()[0], 0.25, channels_first=True)[0].tolist()
 
 
 def test_decode_ssd_stops_at_the_end_marker():
@@ -108,6 +120,31 @@ async def test_unknown_head_or_wrong_labels_are_rejected_at_load():
         await tasks.load(
             models.constant_head([1, 3, 32, 32], yolo_head()), task="detection", labels=["a", "b", "c"]
         )
+
+
+@pytest.mark.parametrize("normalization", [None, tasks.Normalization()], ids=["default", "given"])
+async def test_unsupported_head_is_rejected_before_compiling(monkeypatch, normalization):
+    async def no_compile(*args, **kwargs):
+        raise AssertionError("compiled a model with an unsupported head")
+
+    monkeypatch.setattr(_image_task, "load_model", no_compile)
+    with pytest.raises(aioinfer.ModelLoadError, match=r"unsupported detection output shape \[1, 10\]"):
+        await tasks.load(
+            models.constant_head([1, 3, 32, 32], np.zeros((1, 10))),
+            task="detection",
+            normalization=normalization,
+        )
+
+
+@pytest.mark.parametrize("channels_first", [True, False], ids=["4+C-first", "anchors-first"])
+async def test_yolo_layout_is_decided_once_at_load(channels_first):
+    head = yolo_head() if channels_first else yolo_head().transpose(0, 2, 1)
+    model = models.constant_head([1, 3, 320, 320], head)
+    async with tasks.load(model, task="detection", labels=["cat", "dog"], config=models.EXACT) as det:
+        assert det._channels_first is channels_first
+        pred = await det.predict(np.zeros((480, 640, 3), np.uint8))
+        expected = (160.0, 100.0, 240.0, 140.0)
+        assert [(o.label, o.box) for o in pred.objects] == [("cat", expected), ("dog", expected)]
 
 
 async def test_dynamic_input_uses_input_size():

@@ -15,8 +15,8 @@ import pytest_asyncio
 import aioinfer
 from aioinfer import tasks
 from aioinfer._bundled import bundled_model
+from aioinfer.tasks import _ocr
 from aioinfer.tasks._ocr import (
-    best_class_head,
     crop_quad,
     ctc_decode,
     det_input_size,
@@ -24,6 +24,7 @@ from aioinfer.tasks._ocr import (
     reading_order,
     text_quads,
 )
+from aioinfer.tasks._preprocess import best_class_head
 
 module_loop = pytest.mark.asyncio(loop_scope="module")  # share the loaded models across tests
 
@@ -188,9 +189,16 @@ async def test_info_and_stage_latencies(ocr):
     info = ocr.info.to_dict()
     assert info["task"] == "ocr" and set(info["models"]) == {"det", "rec", "cls"}
     json.dumps(info)
+    assert (await ocr.predict(render(LINES)[0])).texts == LINES  # its own prediction: runs alone too
     stages = ocr.stage_ms()
     assert {"pre_process", "det", "boxes", "rec", "post_process"} <= set(stages)
+    assert set(stages) == {"pre_process", "forward", "det", "boxes", "cls", "rec_pre", "rec", "post_process"}
     assert all(s.p50 is not None and s.p50 >= 0 for s in stages.values())
+    for name, s in stages.items():
+        assert s.p50 is not None and s.p95 is not None and s.p99 is not None, name
+        assert 0 <= s.p50 <= s.p95 <= s.p99 < 60_000, name
+    # every forward records det, then rec: each forward takes longer than its det or its rec
+    assert stages["forward"].p50 > max(stages["det"].p50, stages["rec"].p50)
 
 
 @module_loop
@@ -273,3 +281,18 @@ async def test_best_class_head_matches_numpy():
         out = await m.infer(np.zeros((1, 3, 4, 4), np.float32))
     assert out["ids"].tolist() == probs.argmax(-1).tolist()
     np.testing.assert_array_equal(out["scores"], probs.max(-1))
+
+
+async def test_a_failing_model_closes_the_ones_that_loaded(monkeypatch):
+    made = []
+    real = _ocr.load_model
+
+    async def spy(*args, **kwargs):
+        made.append(await real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(_ocr, "load_model", spy)
+    sources = {"det": bundled_model("det"), "rec": bundled_model("det"), "cls": bundled_model("cls")}
+    with pytest.raises(aioinfer.ModelLoadError, match="no 'character' list"):  # a detector as recognizer
+        await tasks.load(sources, task="ocr")
+    assert len(made) == 2 and all(m.closed for m in made)  # det and cls compiled, then closed

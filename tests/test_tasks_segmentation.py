@@ -1,11 +1,14 @@
-"""Segmentation on a model whose per-pixel class scores are the input channels themselves."""
+"""Segmentation on a model whose per-pixel class scores are the input channels themselves, and on
+crafted constant score and id maps."""
 
 from __future__ import annotations
 
 import json
 
+import cv2
 import models
 import numpy as np
+import pytest
 
 from aioinfer import tasks
 
@@ -26,3 +29,31 @@ async def test_class_map_is_resized_back_to_the_image():
         assert len(pred.to_dict(include_map=True)["class_map"]) == 48
         drawn = seg.draw(image, pred)
         assert drawn.shape == image.shape and not np.array_equal(drawn, image)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(np.random.default_rng(0).integers(0, 3, (1, 5, 8, 8)), id="5-class-scores-with-ties"),
+        pytest.param(np.random.default_rng(1).random((1, 2, 8, 8)), id="2-class-scores"),
+        pytest.param(np.random.default_rng(2).integers(0, 4, (1, 1, 8, 8)), id="ids-1x1xHxW"),
+        pytest.param(np.random.default_rng(3).integers(0, 4, (1, 8, 8)), id="ids-1xHxW"),
+    ],
+)
+async def test_class_map_of_scores_or_ids_matches_numpy(head):
+    head = head.astype(np.float32)
+    expected = head[0].argmax(axis=0) if head.ndim == 4 and head.shape[1] > 1 else head.reshape(8, 8)
+    expected = expected.astype(np.int32)
+    async with tasks.load(
+        models.constant_head([1, 3, 8, 8], head), task="segmentation", config=models.EXACT
+    ) as seg:
+        (out,) = seg.model.info.outputs
+        if head.ndim == 4 and head.shape[1] > 1:  # the arg-max is in the graph: only the ids come back
+            assert (out.names, out.shape, out.element_type) == (("ids",), (1, 8, 8), "i32")
+        same_size = await seg.predict(np.zeros((8, 8, 3), np.uint8))
+        np.testing.assert_array_equal(same_size.class_map, expected)  # ties: the lowest id, as numpy
+        larger = await seg.predict(np.zeros((20, 28, 3), np.uint8))
+        assert larger.class_map.dtype == np.int32
+        np.testing.assert_array_equal(
+            larger.class_map, cv2.resize(expected, (28, 20), interpolation=cv2.INTER_NEAREST)
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import models
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import yaml
 
 import aioinfer
 from aioinfer import tasks
+from aioinfer.tasks import _settings
 from aioinfer.tasks._settings import Setting, Settings
 
 SPECS = {
@@ -116,3 +119,24 @@ async def test_bad_initial_settings_fail_before_loading():
         await tasks.load("does-not-exist.xml", task="detection", settings={"conf": 0.5})
     with pytest.raises(aioinfer.SettingsError, match=r"unknown task 'pose'.*classification, detection"):
         tasks.load("x.xml", task="pose")
+
+
+async def test_an_initial_settings_file_is_read_once_off_the_loop(tmp_path, monkeypatch):
+    reads = []
+    real = _settings.read_settings
+
+    def spy(source):
+        reads.append((source, threading.get_ident()))
+        return real(source)
+
+    monkeypatch.setattr(_settings, "read_settings", spy)
+    (tmp_path / "s.yml").write_text("conf_threshold: 0.4\n")
+    async with tasks.load(
+        models.constant_head([1, 3, 64, 64], np.zeros((1, 6, 8), np.float32)),
+        task="detection",
+        settings=tmp_path / "s.yml",
+        config=models.EXACT,
+    ) as det:
+        assert det.settings == {**det.default_settings, "conf_threshold": 0.4}
+    assert [source for source, _ in reads] == [tmp_path / "s.yml"]
+    assert reads[0][1] != threading.get_ident()

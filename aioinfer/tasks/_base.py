@@ -20,7 +20,7 @@ from .._model import AsyncModel, ModelInfo
 from .._stats import LATENCY_WINDOW, Latency
 from . import _draw
 from ._predictions import Prediction
-from ._settings import Setting, Settings, SettingsSource
+from ._settings import Setting, Settings, SettingsSource, check_settings, is_checked
 
 T = TypeVar("T")
 
@@ -103,9 +103,7 @@ class Task(Mappable):
         Raises an :class:`aioinfer.InputError` for anything else; errors fail only this call.
         """
         inputs, meta = await self.run_sync("pre_process", self._pre_process_any, image)
-        start = time.perf_counter()
-        outputs = await self.forward(inputs, meta)
-        self.record("forward", start)
+        outputs = await self.timed("forward", self.forward(inputs, meta))
         return await self.run_sync("post_process", self.post_process, outputs, meta)
 
     __call__ = predict
@@ -125,6 +123,13 @@ class Task(Mappable):
         self.record(stage, start)
         return result
 
+    async def timed(self, stage: str, awaitable: Awaitable[T]) -> T:
+        """The result of ``awaitable``, its wait timed as ``stage`` (counted when it succeeds)."""
+        start = time.perf_counter()
+        result = await awaitable
+        self.record(stage, start)
+        return result
+
     def record(self, stage: str, start: float) -> None:
         """Count one ``stage`` that began at ``start`` (``time.perf_counter()``) and ends now."""
         self._stages.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(
@@ -136,6 +141,15 @@ class Task(Mappable):
         return {stage: Latency.of(samples) for stage, samples in self._stages.items()}
 
     # -- settings ----------------------------------------------------------------------------------
+
+    @classmethod
+    async def check_settings(cls, source: SettingsSource | None) -> SettingsSource | None:
+        """``source`` read (a YAML file off the event loop) and validated against
+        :attr:`settings_spec`, once: a task made with the result takes it without a second pass.
+        Raises :class:`aioinfer.SettingsError`; ``None`` and settings checked already pass through."""
+        if source is None or is_checked(source, cls.settings_spec):
+            return source
+        return await anyio.to_thread.run_sync(check_settings, cls.settings_spec, source)
 
     @property
     def default_settings(self) -> Mapping[str, Any]:

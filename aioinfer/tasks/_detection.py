@@ -8,6 +8,7 @@ import numpy as np
 import openvino as ov
 
 from .._errors import ModelLoadError, SettingsError
+from .._inputs import TensorInfo
 from .._model import AsyncModel
 from .._outputs import Outputs
 from ._image_task import ImageTask
@@ -31,15 +32,32 @@ def head_of(shape: tuple[int, ...] | list[int]) -> Head:
     )
 
 
+def yolo_channels_first(shape: tuple[int, ...], num_classes: int | None = None) -> bool | None:
+    """Whether a YOLO head of one image of ``shape`` (``-1`` for a dynamic dimension) is [4+C, A]
+    rather than [A, 4+C]: the axis of 4 + ``num_classes`` when known, else the shorter one (anchors
+    outnumber classes). ``None`` when the dimensions needed are dynamic."""
+    rows, cols = shape[-2:]
+    if num_classes and 4 + num_classes in (rows, cols):
+        return rows == 4 + num_classes
+    if rows < 0 or cols < 0:
+        return None
+    return False if num_classes else rows <= cols
+
+
 def decode_yolo(
-    raw: np.ndarray, conf_threshold: float, num_classes: int | None = None
+    raw: np.ndarray,
+    conf_threshold: float,
+    num_classes: int | None = None,
+    *,
+    channels_first: bool | None = None,
 ) -> tuple[np.ndarray, ...]:
     """A YOLOv8/YOLO11 head of one image, [4+C, A] (or [A, 4+C]) of (cx, cy, w, h, class scores...)
-    in input pixels → (boxes [K, 4] x1y1x2y2, scores [K], class ids [K]) scoring above ``conf_threshold``."""
-    rows = raw.shape[0]
-    channels_first = (
-        rows == 4 + num_classes if num_classes else rows <= raw.shape[1]
-    )  # anchors outnumber classes
+    in input pixels → (boxes [K, 4] x1y1x2y2, scores [K], class ids [K]) scoring above ``conf_threshold``.
+
+    ``channels_first``: the layout, when known (e.g. decided once at load); else decided from
+    ``raw``'s shape by :func:`yolo_channels_first`."""
+    if channels_first is None:
+        channels_first = bool(yolo_channels_first(raw.shape, num_classes))
     pred = raw.T if channels_first else raw  # [A, 4+C]
     class_scores = pred[:, 4:]
     class_ids = class_scores.argmax(axis=1)
@@ -84,10 +102,15 @@ class DetectionTask(ImageTask):
             return Normalization(scale=(255.0, 255.0, 255.0), rgb=True)
         return super().default_normalization(model)
 
+    @classmethod
+    def adapt_model(cls, ov_model: ov.Model) -> ov.Model:
+        _model_head(ov_model)  # an unsupported head fails here, before compiling
+        return ov_model
+
     def __init__(self, model: AsyncModel, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         shape = model.info.outputs[0].shape
-        self.head: Head = head_of(shape) if shape is not None else "yolo"
+        self.head: Head = _head(shape)
         if (
             self.head == "yolo"
             and self.labels
@@ -98,6 +121,12 @@ class DetectionTask(ImageTask):
                 f"labels: {len(self.labels)} names, but the model's output {list(shape)} has no axis of "
                 f"4 + {len(self.labels)} = {4 + len(self.labels)} (box + class scores)"
             )
+        # the YOLO layout, once (None: dynamic, decided per output)
+        self._channels_first = (
+            yolo_channels_first(shape, len(self.labels) or None)
+            if self.head == "yolo" and shape is not None
+            else None
+        )
 
     def pre_process(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
         assert self.input_size is not None
@@ -110,7 +139,9 @@ class DetectionTask(ImageTask):
         cfg = self.settings_now
         raw = outputs[0]
         if self.head == "yolo":
-            boxes, scores, class_ids = decode_yolo(raw[0], cfg["conf_threshold"], len(self.labels) or None)
+            boxes, scores, class_ids = decode_yolo(
+                raw[0], cfg["conf_threshold"], len(self.labels) or None, channels_first=self._channels_first
+            )
         else:
             assert self.input_size is not None
             boxes, scores, class_ids = decode_ssd(raw, self.input_size, cfg["conf_threshold"])
@@ -141,8 +172,12 @@ def _box(row: np.ndarray) -> Box:
     return (x1, y1, x2, y2)
 
 
+def _head(shape: tuple[int, ...] | None) -> Head:
+    """The head of an output of ``shape`` (``-1`` for a dynamic dimension, ``None`` for a dynamic
+    rank, taken as YOLO): :func:`head_of`, which rejects an unsupported one."""
+    return "yolo" if shape is None else head_of(shape)
+
+
 def _model_head(model: ov.Model) -> Head:
-    shape = model.output(0).get_partial_shape()
-    if shape.rank.is_static and len(shape) == 4 and shape[3].is_static and shape[3].get_length() == 7:
-        return "ssd"
-    return "yolo"
+    """The head of ``model``'s first output, by the same rule as the compiled model's."""
+    return _head(TensorInfo.of(model.output(0)).shape)

@@ -14,7 +14,7 @@ from .._model import load as load_model
 from ._base import Task
 from ._labels import LabelsSource, resolve_labels
 from ._preprocess import Normalization, embed_normalization
-from ._settings import SettingsSource
+from ._settings import SettingsSource, check_settings
 
 T = TypeVar("T", bound="ImageTask")
 
@@ -43,6 +43,13 @@ class ImageTask(Task):
         )
 
     @classmethod
+    def adapt_model(cls, ov_model: ov.Model) -> ov.Model:
+        """The model to compile, from the one read with its normalization built in: a hook for a
+        task to check the model or change its outputs (runs at load, on a worker thread).
+        Unchanged by default."""
+        return ov_model
+
+    @classmethod
     async def create(
         cls: type[T],
         model: str | os.PathLike[str] | bytes | ov.Model,
@@ -57,19 +64,22 @@ class ImageTask(Task):
         **load_kwargs: Any,
     ) -> T:
         """Read ``model`` (reshaped by ``reshape``, given in the model's own input layout), build
-        the normalization into it, compile it and wrap it in this task."""
+        the normalization into it, compile it and wrap it in this task. ``settings`` are checked
+        first."""
 
-        def prepare() -> tuple[ov.Model, tuple[str, ...]]:
+        def prepare() -> tuple[ov.Model, tuple[str, ...], SettingsSource | None]:
+            checked = check_settings(cls.settings_spec, settings)  # fail before the slow part
             ov_model = _loading.read_model(model)
             _loading.reshape(ov_model, reshape)
             names = resolve_labels(labels, ov_model)
-            return embed_normalization(ov_model, normalization or cls.default_normalization(ov_model)), names
+            ov_model = embed_normalization(ov_model, normalization or cls.default_normalization(ov_model))
+            return cls.adapt_model(ov_model), names, checked
 
-        ov_model, names = await anyio.to_thread.run_sync(prepare)
+        ov_model, names, checked = await anyio.to_thread.run_sync(prepare)
         size = _input_size(ov_model, input_size, cls.default_input_size)
         compiled = await load_model(ov_model, device=device, **load_kwargs)
         try:
-            return cls(compiled, labels=names, settings=settings, input_size=size, max_threads=max_threads)
+            return cls(compiled, labels=names, settings=checked, input_size=size, max_threads=max_threads)
         except BaseException:
             await compiled.aclose()
             raise

@@ -16,7 +16,7 @@ from ._detection import DetectionTask
 from ._labels import LabelsSource
 from ._ocr import OCRTask
 from ._segmentation import SegmentationTask
-from ._settings import Settings, SettingsSource
+from ._settings import SettingsSource
 
 TASKS: dict[str, Any] = {
     "classification": ClassificationTask,
@@ -53,8 +53,7 @@ def load(
         raise SettingsError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}") from None
 
     async def make() -> Task:
-        if settings is not None:
-            Settings(cls.settings_spec, settings)  # fail before the slow part
-        return await cls.create(model, labels=labels, settings=settings, device=device, **load_kwargs)  # type: ignore[attr-defined]
+        checked = await cls.check_settings(settings)  # once, off the loop, before the slow part
+        return await cls.create(model, labels=labels, settings=checked, device=device, **load_kwargs)  # type: ignore[attr-defined]
 
     return _Loading(make)

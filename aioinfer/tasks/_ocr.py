@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -19,7 +18,6 @@ import anyio
 import cv2
 import numpy as np
 import openvino as ov
-import openvino.opset13 as ops
 
 from .. import _loading
 from .._bundled import bundled_model
@@ -29,7 +27,7 @@ from .._model import load as load_model
 from .._outputs import Outputs
 from ._base import Task
 from ._predictions import TextLine, TextResult
-from ._preprocess import Normalization, as_batch, embed_normalization
+from ._preprocess import Normalization, as_batch, best_class_head, embed_normalization
 from ._settings import Setting, SettingsSource
 
 PPOCR_NORMALIZATION = Normalization(mean=(127.5,) * 3, scale=(127.5,) * 3, rgb=False)
@@ -155,18 +153,6 @@ def ctc_decode(ids: np.ndarray, scores: np.ndarray, characters: Sequence[str]) -
     return text, float(scores[keep].mean())
 
 
-def best_class_head(model: ov.Model) -> ov.Model:
-    """``model`` (output [N, T, K] class probabilities) ending in the best class per step instead:
-    outputs ``scores`` [N, T] and ``ids`` [N, T], so the device does the arg-max, not Python."""
-    probs = model.get_results()[0].input_value(0)
-    top = ops.topk(probs, ops.constant(np.int64(1)), -1, "max", "none", "i32")
-    axis = ops.constant(np.array([-1], np.int64))
-    scores, ids = ops.squeeze(top.output(0), axis), ops.squeeze(top.output(1), axis)
-    scores.output(0).get_tensor().set_names({"scores"})
-    ids.output(0).get_tensor().set_names({"ids"})
-    return ov.Model([scores.output(0), ids.output(0)], model.get_parameters(), model.get_friendly_name())
-
-
 def model_characters(model: ov.Model) -> tuple[str, ...]:
     """The recognizer's alphabet from its metadata (PP-OCR ONNX ``character``), with the CTC blank
     first and the space last, as PP-OCR trains them."""
@@ -183,6 +169,11 @@ class OCRTask(Task):
     Models: ``det`` (DB text detector: image → probability map), ``rec`` (CTC recognizer on crops
     48 pixels high), and ``cls`` (0/180° line orientation; optional). Every crop of an image is
     classified and recognized concurrently: one ``infer`` per crop, all in flight at once.
+
+    Stages (:meth:`stage_ms`): ``pre_process``, ``det``, ``boxes`` (lines, crops and the next
+    model's inputs, on a worker thread), ``cls``, ``rec_pre`` (upside-down crops turned over and
+    the recognizer's inputs; these two with the classifier on), ``rec``, ``forward`` (all of
+    ``det`` to ``rec``) and ``post_process``.
     """
 
     name = "ocr"
@@ -220,21 +211,32 @@ class OCRTask(Task):
         if labels is not None:
             raise SettingsError("the ocr task takes no labels: its recognizer's alphabet is in the model")
         sources = _sources(model)
+        checked = await cls.check_settings(settings)
 
-        def prepare(role: str) -> ov.Model:
-            return embed_normalization(_loading.read_model(sources[role]), PPOCR_NORMALIZATION)
+        def prepare(role: str) -> tuple[ov.Model, tuple[str, ...]]:
+            """The model to compile for ``role`` (and the recognizer's alphabet), on a worker thread."""
+            ov_model = embed_normalization(_loading.read_model(sources[role]), PPOCR_NORMALIZATION)
+            if role != "rec":
+                return ov_model, ()
+            alphabet = tuple(characters) if characters is not None else model_characters(ov_model)
+            _check_alphabet(ov_model, alphabet)
+            return best_class_head(ov_model), alphabet
 
-        ov_models = {role: await anyio.to_thread.run_sync(prepare, role) for role in sources}
-        alphabet = tuple(characters) if characters is not None else model_characters(ov_models["rec"])
-        _check_alphabet(ov_models["rec"], alphabet)
-        ov_models["rec"] = best_class_head(ov_models["rec"])
-        loaded: dict[str, AsyncModel] = {}
+        async def prepare_and_load(role: str) -> tuple[AsyncModel, tuple[str, ...]]:
+            ov_model, alphabet = await anyio.to_thread.run_sync(prepare, role)
+            return await load_model(ov_model, device=device, **load_kwargs), alphabet
+
+        jobs = {role: asyncio.ensure_future(prepare_and_load(role)) for role in sources}
         try:
-            for role, ov_model in ov_models.items():
-                loaded[role] = await load_model(ov_model, device=device, **load_kwargs)
-            return cls(loaded, characters=alphabet, settings=settings, max_threads=max_threads)
+            # all at once; gather returns when every job is done, also when this call is cancelled
+            results = await asyncio.gather(*jobs.values(), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result  # the first error, once the others are done
+            loaded = {role: job.result()[0] for role, job in jobs.items()}
+            return cls(loaded, characters=jobs["rec"].result()[1], settings=checked, max_threads=max_threads)
         except BaseException:
-            await asyncio.gather(*(m.aclose() for m in loaded.values()))
+            await asyncio.gather(*(job.result()[0].aclose() for job in jobs.values() if _succeeded(job)))
             raise
 
     def pre_process(self, image: np.ndarray) -> tuple[np.ndarray, _Meta]:
@@ -245,16 +247,17 @@ class OCRTask(Task):
         return as_batch(resized), _Meta(image, in_w / w, in_h / h, cfg)
 
     async def forward(self, inputs: np.ndarray, meta: _Meta) -> tuple[_Lines, list[Outputs]]:
-        start = time.perf_counter()
-        det = await self.models["det"].infer(inputs)
-        self.record("det", start)
-        lines = await self.run_sync("boxes", self._lines, det[0], meta)
-        if meta.cfg["use_cls"] and "cls" in self.models and lines.crops:
-            lines = await self._orient(lines, meta.cfg["cls_thresh"])
-        batches = await self.run_sync("rec_pre", _rec_inputs, lines.crops)
-        start = time.perf_counter()
-        rec = await asyncio.gather(*(self.models["rec"].infer(b) for b in batches))
-        self.record("rec", start)
+        det = await self.timed("det", self.models["det"].infer(inputs))
+        orient = bool(meta.cfg["use_cls"]) and "cls" in self.models
+        lines, batches = await self.run_sync("boxes", self._boxes, det[0], meta, orient)
+        if orient and lines.crops:  # (no crops: no inputs for either model)
+            cls_model = self.models["cls"]
+            outs = await self.timed("cls", asyncio.gather(*(cls_model.infer(b) for b in batches)))
+            lines, batches = await self.run_sync(
+                "rec_pre", _upright_rec_inputs, lines, [o[0][0] for o in outs], meta.cfg["cls_thresh"]
+            )
+        rec_model = self.models["rec"]
+        rec = await self.timed("rec", asyncio.gather(*(rec_model.infer(b) for b in batches)))
         return lines, list(rec)
 
     def post_process(self, outputs: tuple[_Lines, list[Outputs]], meta: _Meta) -> TextResult:
@@ -284,13 +287,10 @@ class OCRTask(Task):
         quads = [quads[i] for i in reading_order(quads)]
         return _Lines(quads, [crop_quad(meta.image, q) for q in quads])
 
-    async def _orient(self, lines: _Lines, thresh: float) -> _Lines:
-        batches = await self.run_sync("cls_pre", _cls_inputs, lines.crops)
-        start = time.perf_counter()
-        outs = await asyncio.gather(*(self.models["cls"].infer(b) for b in batches))
-        self.record("cls", start)
-        flipped = await self.run_sync("cls_post", _upright, lines.crops, [o[0][0] for o in outs], thresh)
-        return _Lines(lines.quads, flipped)
+    def _boxes(self, prob: np.ndarray, meta: _Meta, orient: bool) -> tuple[_Lines, list[np.ndarray]]:
+        """The lines, and the next model's inputs: the classifier's when ``orient``, else the recognizer's."""
+        lines = self._lines(prob, meta)
+        return lines, (_cls_inputs if orient else _rec_inputs)(lines.crops)
 
 
 def _rec_inputs(crops: list[np.ndarray]) -> list[np.ndarray]:
@@ -307,6 +307,18 @@ def _upright(crops: list[np.ndarray], probs: list[np.ndarray], thresh: float) ->
         cv2.rotate(c, cv2.ROTATE_180) if p.argmax() == 1 and p[1] > thresh else c
         for c, p in zip(crops, probs, strict=True)
     ]
+
+
+def _upright_rec_inputs(
+    lines: _Lines, probs: list[np.ndarray], thresh: float
+) -> tuple[_Lines, list[np.ndarray]]:
+    """The lines with upside-down crops turned over, and the recognizer's inputs."""
+    crops = _upright(lines.crops, probs, thresh)
+    return _Lines(lines.quads, crops), _rec_inputs(crops)
+
+
+def _succeeded(job: asyncio.Future[Any]) -> bool:
+    return job.done() and not job.cancelled() and job.exception() is None
 
 
 def _check_alphabet(rec: ov.Model, alphabet: Sequence[str]) -> None:

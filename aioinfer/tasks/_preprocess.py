@@ -1,5 +1,6 @@
-"""Fitting an image to a model's input: resize or letterbox (on a worker thread), and normalization
-built into the model graph with OpenVINO's PrePostProcessor (so it runs on the device, not in Python)."""
+"""Fitting an image to a model's input: resize or letterbox (on a worker thread), normalization
+built into the model graph with OpenVINO's PrePostProcessor, and an arg-max built into its output
+(so both run on the device, not in Python)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import openvino as ov
+import openvino.opset13 as ops
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
 
@@ -84,3 +86,19 @@ def embed_normalization(model: ov.Model, norm: Normalization) -> ov.Model:
 def as_batch(image: np.ndarray) -> np.ndarray:
     """One HWC image as a contiguous NHWC batch of one."""
     return np.ascontiguousarray(image[np.newaxis])
+
+
+def best_class_head(model: ov.Model, axis: int = -1, *, with_scores: bool = True) -> ov.Model:
+    """``model`` (first output: class scores along ``axis``, e.g. [N, T, K] with ``axis=-1`` or
+    [N, C, H, W] with ``axis=1``) ending in the best class instead, so the device does the arg-max,
+    not Python: outputs ``scores`` (unless not ``with_scores``) and ``ids`` (int32), both of the
+    first output's shape without ``axis``. Ties go to the lowest class id, as in ``numpy.argmax``."""
+    scores_in = model.get_results()[0].input_value(0)
+    top = ops.topk(scores_in, ops.constant(np.int64(1)), axis, "max", "value", "i32", stable=True)
+    squeeze = ops.constant(np.array([axis], np.int64))
+    outputs = []
+    for index, name in [(0, "scores"), (1, "ids")] if with_scores else [(1, "ids")]:
+        out = ops.squeeze(top.output(index), squeeze).output(0)
+        out.get_tensor().set_names({name})
+        outputs.append(out)
+    return ov.Model(outputs, model.get_parameters(), model.get_friendly_name())

@@ -70,6 +70,7 @@ class Settings:
     so a rejected change leaves the settings as they were."""
 
     def __init__(self, specs: Mapping[str, Setting], initial: SettingsSource | None = None) -> None:
+        self._origin = specs
         self._specs = dict(specs)
         self.defaults: Mapping[str, Any] = MappingProxyType({k: s.default for k, s in self._specs.items()})
         self.values: Mapping[str, Any] = self.defaults
@@ -78,14 +79,18 @@ class Settings:
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Change the given keys, keep the others."""
-        checked = {key: self._spec(key).check(key, value) for key, value in changes.items()}
-        self.values = MappingProxyType({**self.values, **checked})
+        self.values = MappingProxyType({**self.values, **self._check(changes)})
 
     def set(self, source: SettingsSource) -> None:
         """Reset to the defaults, then apply ``source`` (a mapping or a YAML file's path)."""
-        changes = read_settings(source)
-        checked = {key: self._spec(key).check(key, value) for key, value in changes.items()}
+        if isinstance(source, CheckedSettings) and source.specs is self._origin:
+            checked = dict(source)  # read and validated already, against these specs
+        else:
+            checked = self._check(read_settings(source))
         self.values = MappingProxyType({**self.defaults, **checked})
+
+    def _check(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: self._spec(key).check(key, value) for key, value in changes.items()}
 
     def describe(self) -> dict[str, str]:
         """What each setting accepts, by key."""
@@ -97,6 +102,29 @@ class Settings:
         except KeyError:
             known = ", ".join(sorted(self._specs)) or "none"
             raise SettingsError(f"unknown setting {key!r}; known settings: {known}") from None
+
+
+class CheckedSettings(dict[str, Any]):
+    """Settings changes already read and validated against ``specs`` (see :func:`check_settings`):
+    :class:`Settings` made with the same ``specs`` takes them as they are, without a second pass."""
+
+    def __init__(self, specs: Mapping[str, Setting], values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self.specs = specs
+
+
+def check_settings(specs: Mapping[str, Setting], source: SettingsSource | None) -> SettingsSource | None:
+    """``source`` read (a YAML file is read here: call it off the event loop) and validated against
+    ``specs`` once, as :class:`CheckedSettings`; ``None`` and settings checked already pass through.
+    Raises :class:`SettingsError` like :meth:`Settings.set`."""
+    if source is None or is_checked(source, specs):
+        return source
+    return CheckedSettings(specs, Settings(specs)._check(read_settings(source)))
+
+
+def is_checked(source: SettingsSource | None, specs: Mapping[str, Setting]) -> bool:
+    """Whether ``source`` was made by :func:`check_settings` for these ``specs``."""
+    return isinstance(source, CheckedSettings) and source.specs is specs
 
 
 def read_settings(source: SettingsSource) -> dict[str, Any]:
