@@ -12,7 +12,7 @@ import anyio
 import numpy as np
 import openvino as ov
 
-from . import _loading
+from . import _loading, _reaper
 from ._inputs import InputAdapter, Inputs, TensorInfo
 from ._map import Mappable
 from ._outputs import Outputs
@@ -62,7 +62,11 @@ class AsyncModel(Mappable):
         max_queue: int | None = None,
         share_inputs: bool = False,
     ) -> None:
-        self.compiled = compiled
+        # the compiled model's one owner in aioinfer is a spare request: the last reference then
+        # always dies in a request's destructor, which releases the GIL. The compiled model's own
+        # destructor keeps it while joining the device's threads, and one of those (AUTO) may need
+        # it to release a callback: a freeze (see _reaper.py)
+        self._keeper = compiled.create_infer_request()
         n = num_requests or _optimal_requests(compiled)
         outputs = tuple(TensorInfo.of(p) for p in compiled.outputs)
         self._adapt = InputAdapter(
@@ -125,6 +129,18 @@ class AsyncModel(Mappable):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    @property
+    def compiled(self) -> ov.CompiledModel:
+        """The OpenVINO compiled model behind this one (do not keep it past the model's life: its
+        last reference, if it is yours, is released holding the GIL)."""
+        return self._keeper.get_compiled_model()
+
+    def __del__(self) -> None:
+        # collected on OpenVINO's callback thread (by the garbage collector): there, the compiled
+        # model's destructor could join the very thread it runs on
+        if _reaper.on_callback_thread() and getattr(self, "_keeper", None) is not None:
+            _reaper.bury(self, "_keeper")
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.info.num_requests} requests"

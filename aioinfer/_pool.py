@@ -10,11 +10,16 @@ Threading rules, which every method below keeps:
   directly, so the device never waits for a busy loop.
 * OpenVINO does not call the callback when a job fails or is cancelled on the device (``wait()``
   raises instead). The watchdog thread polls running requests and recovers those.
+* No infer request is ever released on OpenVINO's callback thread (its destructor would wait for
+  that very callback): ``aclose()`` waits, off the loop, until the watchdog has ended and every
+  request's last callback has returned, then drops the requests; a pool dropped without ``aclose()``
+  hands its requests to the reaper thread (``_reaper.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -22,10 +27,12 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 
+import anyio
 import numpy as np
 import openvino as ov
 
-from ._errors import ClosedError, InferenceError, InferTimeout, QueueFull, ov_message
+from . import _reaper
+from ._errors import ClosedError, EventLoopError, InferenceError, InferTimeout, QueueFull, ov_message
 from ._inputs import numpy_dtype
 from ._outputs import Outputs
 from ._stats import Recorder, Stats
@@ -55,10 +62,16 @@ class _Slot:
     __slots__ = ("gen", "job", "request", "started")
 
     def __init__(self, request: ov.InferRequest) -> None:
-        self.request = request
+        self.request = request  # None once aclose() has released it
         self.job: _Job | None = None
         self.gen = 0  # bumped at each assignment, so a late report about an older job is ignored
         self.started = False  # start_async of the current job has returned
+
+    def __del__(self) -> None:
+        # dropped without aclose(), maybe on OpenVINO's callback thread: the reaper releases it
+        if self.request is not None:
+            with contextlib.suppress(Exception):  # at interpreter exit the module may be gone
+                _reaper.bury(self, "request")
 
 
 class RequestPool:
@@ -99,6 +112,7 @@ class RequestPool:
         self._stopped = False
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._kick = threading.Event()
+        self._releasing = threading.Lock()
         self._watchdog_napping = False
         self._watchdog = threading.Thread(
             target=_watch, args=(weakref.ref(self), self._kick), name="aioinfer-watchdog", daemon=True
@@ -113,8 +127,7 @@ class RequestPool:
 
     async def run(self, inputs: dict[int, np.ndarray], timeout: float | None = None) -> Outputs:
         """Run one job; cancelling the caller drops it from the queue or cancels it on the device."""
-        if asyncio.get_running_loop() is not self._loop:
-            raise RuntimeError("this model belongs to another event loop; load it in the loop that uses it")
+        self._check_loop()
         job = _Job(inputs, self._loop.create_future())
         slot = self._submit(job)
         if slot is not None:
@@ -129,6 +142,16 @@ class RequestPool:
         finally:
             if job.timer is not None:
                 job.timer.cancel()
+
+    def _check_loop(self) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self._loop:
+            raise EventLoopError(
+                "this model belongs to the event loop it was loaded in; load it in the loop that uses it"
+            )
 
     def _submit(self, job: _Job) -> _Slot | None:
         with self._lock:
@@ -217,7 +240,9 @@ class RequestPool:
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Take no more work; let queued and running jobs finish (up to ``timeout`` seconds), then
-        fail what is left with ClosedError, cancel it on the device, and release the requests."""
+        fail what is left with ClosedError and cancel it on the device. Returns once no callback of
+        the pool is running any more and its requests are released."""
+        self._check_loop()
         with self._lock:
             self._closed = True
         try:
@@ -226,14 +251,27 @@ class RequestPool:
             self._abort_all()
             await self._wait_idle()
         except asyncio.CancelledError:
-            self._abort_all()  # the watchdog still recovers the requests after we are gone
+            self._abort_all()  # the watchdog still recovers the requests; the reaper releases them
             raise
         finally:
             self._stopped = True
             self._kick.set()
-        with self._lock:
-            self._idle.clear()  # drop the requests: nothing can reach them any more
-            self._slots.clear()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._release_requests)
+
+    def _release_requests(self) -> None:
+        """Worker thread: once the watchdog has ended and each request's last callback has returned
+        (``wait()`` returns only after it), drop the requests here, idle, never on OpenVINO's thread."""
+        with self._releasing:  # a second aclose() returns once the first has released them
+            self._watchdog.join()
+            with self._lock:
+                slots, self._slots, self._idle = self._slots, [], []
+            for slot in slots:
+                request, slot.request = slot.request, None  # type: ignore[assignment]
+                if request is not None:
+                    with contextlib.suppress(Exception):  # a failed or cancelled last job is over too
+                        request.wait()
+                del request
 
     async def _wait_idle(self) -> None:
         if self._is_idle():
@@ -298,8 +336,10 @@ class RequestPool:
 
     def _on_complete(self, index: int) -> None:
         """A job finished on the device (OpenVINO's callback thread): copy its outputs, hand them over."""
-        slot = self._slots[index]
         with self._lock:
+            if index >= len(self._slots):
+                return
+            slot = self._slots[index]
             job, gen = slot.job, slot.gen
         if job is None:
             return
@@ -374,13 +414,16 @@ class RequestPool:
 
 
 def _completion_callback(pool_ref: weakref.ReferenceType[RequestPool], index: int) -> None:
-    """OpenVINO's completion callback. It must never raise: that can abort the interpreter."""
-    try:
-        pool = pool_ref()
-        if pool is not None:
-            pool._on_complete(index)
-    except BaseException:
-        pass
+    """OpenVINO's completion callback. It must never raise: that can abort the interpreter. What
+    ``_complete`` held is dropped when it returns, still inside the callback scope."""
+    with _reaper.IN_CALLBACK, contextlib.suppress(BaseException):
+        _complete(pool_ref, index)
+
+
+def _complete(pool_ref: weakref.ReferenceType[RequestPool], index: int) -> None:
+    pool = pool_ref()
+    if pool is not None:
+        pool._on_complete(index)
 
 
 def _watch(pool_ref: weakref.ReferenceType[RequestPool], kick: threading.Event) -> None:

@@ -312,7 +312,7 @@ def test_model_belongs_to_the_loop_that_loaded_it() -> None:
         return await load_linear()
 
     model = asyncio.run(load())
-    with pytest.raises(RuntimeError, match="another event loop"):
+    with pytest.raises(aioinfer.EventLoopError, match="event loop it was loaded in"):
         asyncio.run(model.infer(np.zeros((1, 4), np.float32)))
 
 
