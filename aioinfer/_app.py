@@ -1,19 +1,18 @@
-"""The Starlette app behind ``aioinfer serve`` and ``aioinfer.asgi.create_app``: routes, request
-decoding, and the mapping of errors to HTTP statuses."""
+"""The Starlette app behind ``aioinfer serve`` and ``aioinfer.asgi.create_app``: routes, the limits
+a request is served under (body size and time, admission, shutdown), and the mapping of errors to
+HTTP statuses. Bodies are (de)coded by :mod:`aioinfer._codecs` and :mod:`aioinfer._images`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import json
+import functools
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
 import anyio
-import cv2
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,16 +21,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._batcher import Batcher, can_batch
+from . import _codecs as codecs
+from ._batcher import Batcher
+from ._checks import check_optional, check_positive
+from ._codecs import JSON
 from ._errors import (
     AioInferError,
     ClosedError,
+    DecodeError,
     InferenceError,
     InferTimeout,
     InputError,
+    NotBatchableError,
     QueueFull,
     SettingsError,
+    TooLargeError,
+    UnsupportedFormatError,
 )
+from ._images import DEFAULT_MAX_PIXELS, decode_image
 from ._inputs import InputAdapter
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ._model import AsyncModel
@@ -39,9 +46,7 @@ from ._outputs import Outputs
 
 log = logging.getLogger("aioinfer.serve")
 
-NPY, NPZ, JSON = "application/x-npy", "application/x-npz", "application/json"
-# bodies and outputs larger than this are (de)coded on a worker thread: JSON costs far more per byte
-OFF_LOOP_BYTES = {JSON: 64 * 1024, NPY: 4 * 2**20, NPZ: 1 * 2**20}
+BATCHING = ("auto", "on", "off")  # create_app(batching=...): probe first, trust the user, never
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (QueueFull, 503),
     (ClosedError, 503),
@@ -49,6 +54,9 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (InputError, 422),
     (SettingsError, 422),
     (InferenceError, 422),  # inputs the model accepts by shape but fails to run: that request's fault
+    (TooLargeError, 413),
+    (UnsupportedFormatError, 415),
+    (DecodeError, 400),
 )
 
 
@@ -61,16 +69,29 @@ class Service:
         *,
         max_batch_size: int,
         max_delay_ms: float,
+        batching: str,
         max_queue: int,
         timeout: float | None,
         max_body_bytes: int,
+        max_decoded_bytes: int,
+        max_pixels: int,
+        body_timeout: float | None,
     ) -> None:
+        if batching not in BATCHING:
+            raise ValueError(f"batching must be one of {', '.join(map(repr, BATCHING))}, got {batching!r}")
         self.source = source
-        self.max_batch_size = max_batch_size
-        self.max_delay_ms = max_delay_ms
-        self.max_queue = max_queue
-        self.timeout = timeout
-        self.max_body_bytes = max_body_bytes
+        self.max_batch_size = check_positive("max_batch_size", max_batch_size, integer=True)
+        self.max_delay_ms = check_positive("max_delay_ms", max_delay_ms, zero=True)
+        self.batching = batching
+        self.batching_reason = "the model is still loading"  # why it batches, or why not
+        self._deciding: asyncio.Task[None] | None = None  # the batching decision, made once
+        self._batchers: list[Batcher] = []  # every batcher made, closed at shutdown
+        self.max_queue = check_positive("max_queue", max_queue, integer=True, zero=True)
+        self.timeout = check_optional("timeout", timeout)
+        self.max_body_bytes = check_positive("max_body_bytes", max_body_bytes, integer=True)
+        self.max_decoded_bytes = check_positive("max_decoded_bytes", max_decoded_bytes, integer=True)
+        self.max_pixels = check_positive("max_pixels", max_pixels, integer=True)
+        self.body_timeout = check_optional("body_timeout", body_timeout)
         self.model: AsyncModel | None = None
         self.task: Any = None
         self.batcher: Batcher | None = None
@@ -78,8 +99,10 @@ class Service:
         self.metrics = Metrics(self.queue_depth)
         self.load_error: str | None = None
         self.loaded = asyncio.Event()  # set once loading succeeded or failed
-        self._outstanding = 0
+        self._outstanding = 0  # requests with decoded inputs, waiting for or running on the model
         self._limiter = anyio.CapacityLimiter(4)
+        self._running: set[anyio.CancelScope] = set()  # requests that abort() ends
+        self._aborted = False
         if isinstance(source, AsyncModel) or _is_task(source):
             self._attach(source)
 
@@ -88,36 +111,86 @@ class Service:
     def _attach(self, obj: Any) -> None:
         self.task = obj if _is_task(obj) else None
         self.model = obj.model if self.task is not None else obj
-        if self.max_batch_size > 1 and can_batch(self.model):
-            self.batcher = Batcher(
-                self.model,
-                max_batch_size=self.max_batch_size,
-                max_delay_ms=self.max_delay_ms,
-                on_batch=self.metrics.batch_size.observe,
-            )
-        elif self.max_batch_size > 1:
-            log.warning(
-                "model %r has no usable batch dimension: dynamic batching is off", self.model.info.name
-            )
-        self.adapt = self.batcher._adapt if self.batcher is not None else self.model._adapt
-        batching = f"batches of up to {self.batcher.max_batch_size}" if self.batcher else "no batching"
-        log.info("model %r ready on %s (%s)", self.model.info.name, self.model.info.device, batching)
-        self.loaded.set()
+        self.adapt = self.model._adapt  # until the batching decision
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Load the source if needed, serve until ``stop`` is set, then close what this app opened."""
+        """Load the source if needed and decide on batching (the app is ready then), serve until
+        ``stop`` is set, then close what this app opened."""
         async with contextlib.AsyncExitStack() as stack:
-            if self.model is None:
-                try:
+            try:
+                if self.model is None:
                     self._attach(await stack.enter_async_context(self.source))
-                except Exception as exc:
-                    self.load_error = f"{type(exc).__name__}: {exc}"
-                    log.error("loading the model failed: %s", self.load_error)
-                    self.loaded.set()
-                    return
-            if self.batcher is not None:
-                stack.push_async_callback(self.batcher.aclose)
+                stack.push_async_callback(self._close_batchers)  # before the model closes
+                await self.decided()
+            except Exception as exc:
+                self.load_error = f"{type(exc).__name__}: {exc}"
+                log.error("loading the model failed: %s", self.load_error)
+                return
+            finally:
+                self.loaded.set()
             await stop.wait()
+
+    @property
+    def ready(self) -> bool:
+        """The model is open and the batching decision is made."""
+        model, deciding = self.model, self._deciding
+        return model is not None and not model.closed and deciding is not None and deciding.done()
+
+    def decide(self) -> asyncio.Task[None]:
+        """The batching decision on the attached model, started once: by the app's lifespan, or by
+        the first request of an app mounted without one."""
+        if self._deciding is None:
+            decision = self._decide_batching()
+            self._deciding = asyncio.get_running_loop().create_task(decision, name="aioinfer-batching")
+        return self._deciding
+
+    async def decided(self) -> None:
+        """Wait for the batching decision (503 while there is no model to decide on)."""
+        self.require_model()
+        await asyncio.shield(self.decide())  # a request that leaves does not cancel it
+
+    async def _decide_batching(self) -> None:
+        """Batch the model if the user declared it batch-separable (``on``) or the probe shows it is
+        (``auto``); else serve it one request per inference, and say why in ``batching_reason``."""
+        model = self.require_model()
+        if self.batching == "off" or self.max_batch_size == 1:
+            setting = "batching='off'" if self.batching == "off" else "max_batch_size=1"
+            self.batching_reason = f"turned off by the user ({setting})"
+        else:
+            options = {
+                "max_batch_size": self.max_batch_size,
+                "max_delay_ms": self.max_delay_ms,
+                "on_batch": self.metrics.batch_size.observe,
+            }
+            try:
+                if self.batching == "on":
+                    batcher = Batcher(model, **options)
+                else:
+                    batcher = await Batcher.checked(model, **options)
+            except NotBatchableError as exc:
+                self.batching_reason = f"not batch-separable: {exc}"
+                log.warning(
+                    "model %r is served without batching, one request per inference: %s (if its rows "
+                    "never interact, batching='on' / --batching on batches it without the check)",
+                    model.info.name,
+                    exc,
+                )
+            else:
+                self.batcher, self.adapt, self.batching_reason = batcher, batcher._adapt, batcher.basis
+                self._batchers.append(batcher)
+        batching = f"batches of up to {self.batcher.max_batch_size}" if self.batcher else "no batching"
+        log.info("model %r ready on %s (%s)", model.info.name, model.info.device, batching)
+
+    def _stop_batching(self, batcher: Batcher, exc: NotBatchableError) -> None:
+        """Serve one request per inference from now on: ``batcher`` got outputs it cannot split."""
+        if self.batcher is batcher:
+            self.batcher, self.adapt = None, self.require_model()._adapt
+            self.batching_reason = f"turned off while serving: {exc}"
+            log.warning("batching is off from now on: %s", exc)
+
+    async def _close_batchers(self) -> None:
+        for batcher in self._batchers:
+            await batcher.aclose()
 
     def require_model(self) -> AsyncModel:
         if self.model is None or self.model.closed:
@@ -137,23 +210,60 @@ class Service:
 
     # -- serving ----------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def admit(self) -> Iterator[AsyncModel]:
-        """Count one request; beyond what the model runs at once plus ``max_queue``, refuse it at once."""
+    def refuse_if_full(self) -> AsyncModel:
+        """The model, unless what it runs at once plus ``max_queue`` requests already wait for it:
+        then 503 at once (before reading a body that could not run anyway)."""
         model = self.require_model()
         capacity = model.info.num_requests * (self.batcher.max_batch_size if self.batcher else 1)
         if self._outstanding >= capacity + self.max_queue:
             raise QueueFull(f"{self.max_queue} requests already wait for the model (max_queue); retry later")
+        return model
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[AsyncModel]:
+        """Count one request whose inputs are read and decoded, while it waits for and runs on the
+        model; refuse it at once beyond what the model runs plus ``max_queue``. Requests still
+        sending their bodies are not counted: a slow client cannot hold a place in the queue."""
+        model = self.refuse_if_full()
         self._outstanding += 1
         try:
             yield model
         finally:
             self._outstanding -= 1
 
+    @contextlib.contextmanager
+    def abortable(self) -> Iterator[None]:
+        """Run one request so that :meth:`abort` can end it with a 503 (``ClosedError``)."""
+        if self._aborted:
+            raise ClosedError("the server is shutting down; retry on another instance")
+        with anyio.CancelScope() as scope:
+            self._running.add(scope)
+            try:
+                yield
+            finally:
+                self._running.discard(scope)
+        if scope.cancelled_caught:
+            raise ClosedError(
+                "the server is shutting down and this request did not finish within its drain "
+                "timeout; retry on another instance"
+            )
+
+    def abort(self) -> None:
+        """End every request still running (reading its body, decoding, waiting or running on the
+        model) with a 503: the drain timeout of a shutdown has passed."""
+        self._aborted = True
+        for scope in list(self._running):
+            scope.cancel()
+
     async def infer(self, arrays: dict[int, np.ndarray]) -> Outputs:
-        """Run inputs already converted by ``self.adapt`` (in the batcher if batching)."""
-        if self.batcher is not None:
-            return await self.batcher._infer_adapted(arrays, timeout=self.timeout)
+        """Run inputs already converted by ``self.adapt``: in the batcher if batching, else alone."""
+        await self.decided()
+        batcher = self.batcher
+        if batcher is not None:
+            try:
+                return await batcher._infer_adapted(arrays, timeout=self.timeout)
+            except NotBatchableError as exc:  # the batch's outputs could not be split: run it alone
+                self._stop_batching(batcher, exc)
         return await self.require_model()._infer_adapted(arrays, timeout=self.timeout)
 
     async def predict(self, image: np.ndarray) -> Any:
@@ -169,24 +279,46 @@ class Service:
         """Run ``func`` on one of a few worker threads (decoding must not block the event loop)."""
         return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
 
-    async def off_loop(self, kind: str, size: int, func: Any, *args: Any) -> Any:
-        """Run ``func`` on a worker thread when ``size`` bytes of ``kind`` are worth the hop, else inline."""
-        if size > OFF_LOOP_BYTES.get(kind, OFF_LOOP_BYTES[NPZ]):
-            return await self.in_thread(func, *args)
-        return func(*args)
+    async def off_loop(self, inline: bool, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)`` here if ``inline`` (cheap enough for the event loop), else on a worker thread."""
+        return func(*args) if inline else await self.in_thread(func, *args)
 
-    async def read_body(self, request: Request) -> bytes:
-        """The request body, refused with 413 as soon as it exceeds ``max_body_bytes``."""
+    async def read_body(self, request: Request) -> bytearray:
+        """The request body (writable, so arrays can be views of it), refused with 413 as soon as it
+        exceeds ``max_body_bytes``, and with 408 (closing the connection) if it has not all arrived
+        within ``body_timeout`` seconds."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise _too_large(int(declared), self.max_body_bytes)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise _too_large(size, self.max_body_bytes)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = bytearray()
+        with anyio.move_on_after(self.body_timeout) as deadline:
+            async for chunk in request.stream():
+                if len(body) + len(chunk) > self.max_body_bytes:
+                    raise _too_large(len(body) + len(chunk), self.max_body_bytes)
+                body += chunk
+        if deadline.cancelled_caught:
+            raise HTTPException(
+                408,
+                f"the body did not arrive within {self.body_timeout:g} s (body_timeout): "
+                f"{len(body)} bytes came",
+                headers={"Connection": "close"},
+            )
+        return body
+
+    def decode_inputs(self, body: bytearray, kind: str, adapt: InputAdapter) -> dict[int, np.ndarray]:
+        """The model's inputs in ``body``, decoded within ``max_decoded_bytes`` and checked by ``adapt``."""
+        return adapt(codecs.decode_tensors(body, kind, max_decoded_bytes=self.max_decoded_bytes))
+
+    async def decode_json(self, body: bytearray) -> Any:
+        """The JSON value of ``body``, decoded within ``max_decoded_bytes``, off the loop if large."""
+        decode = functools.partial(codecs.decode_json, max_decoded_bytes=self.max_decoded_bytes)
+        return await self.off_loop(codecs.decode_on_loop(body, JSON), decode, body)
+
+    async def encode(self, outputs: Outputs, fmt: str) -> Response:
+        """The answer of ``outputs`` in format ``fmt``, encoded off the loop if large."""
+        encode = functools.partial(codecs.encode_outputs, max_decoded_bytes=self.max_decoded_bytes)
+        body = await self.off_loop(codecs.encode_on_loop(outputs, fmt), encode, outputs, fmt)
+        return Response(body, media_type=fmt)
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -197,40 +329,49 @@ class _Routes:
         self.s = service
 
     async def infer(self, request: Request) -> Response:
+        self.s.refuse_if_full()
+        body = await self.s.read_body(request)
+        kind = codecs.body_kind(request.headers.get("content-type", JSON), body)
+        inline = codecs.decode_on_loop(body, kind)
+        arrays = await self.s.off_loop(inline, self.s.decode_inputs, body, kind, self.s.adapt)
         with self.s.admit():
-            body = await self.s.read_body(request)
-            kind = _media_type(request.headers.get("content-type", JSON))
-            arrays = await self.s.off_loop(kind, len(body), _decode_tensors, body, kind, self.s.adapt)
             outputs = await self.s.infer(arrays)
-            fmt = _response_format(request.headers.get("accept", JSON), len(outputs))
-            return await self.s.off_loop(fmt, sum(a.nbytes for a in outputs), _encode_outputs, outputs, fmt)
+        fmt = codecs.response_format(request.headers.get("accept", JSON), len(outputs))
+        return await self.s.encode(outputs, fmt)
 
     async def predict(self, request: Request) -> Response:
         self._task()
+        self.s.refuse_if_full()
+        body = await self.s.read_body(request)
+        if codecs.media_type(request.headers.get("content-type", "")) == "multipart/form-data":
+            body = await _multipart_file(request, bytes(body))
+        image = await self.s.in_thread(functools.partial(decode_image, max_pixels=self.s.max_pixels), body)
         with self.s.admit():
-            body = await self.s.read_body(request)
-            if _media_type(request.headers.get("content-type", "")) == "multipart/form-data":
-                body = await _multipart_file(request, body)
-            image = await self.s.in_thread(_decode_image, body)
             prediction = await self.s.predict(image)
-            return _json(prediction.to_dict())
+        return _json(prediction.to_dict())
 
     async def info(self, request: Request) -> Response:
         model = self.s.require_model()
+        await self.s.decided()
         batcher = self.s.batcher
         return _json(
             {
                 "model": model.info.to_dict(),
                 "task": self.s.task.info.to_dict() if self.s.task is not None else None,
                 "batching": {
+                    "mode": self.s.batching,
                     "enabled": batcher is not None,
                     "max_batch_size": batcher.max_batch_size if batcher else 1,
                     "max_delay_ms": self.s.max_delay_ms if batcher else 0,
+                    "reason": self.s.batching_reason,
                 },
                 "limits": {
                     "max_queue": self.s.max_queue,
                     "timeout_s": self.s.timeout,
                     "max_body_bytes": self.s.max_body_bytes,
+                    "max_decoded_bytes": self.s.max_decoded_bytes,
+                    "max_pixels": self.s.max_pixels,
+                    "body_timeout_s": self.s.body_timeout,
                 },
                 "stats": model.stats().to_dict(),
             }
@@ -241,7 +382,7 @@ class _Routes:
 
     async def patch_settings(self, request: Request) -> Response:
         task = self._task()
-        changes = _json_body(await self.s.read_body(request))
+        changes = await self.s.decode_json(await self.s.read_body(request))
         if not isinstance(changes, dict):
             raise HTTPException(
                 400, f"send a JSON object of settings to change, got {type(changes).__name__}"
@@ -254,8 +395,10 @@ class _Routes:
 
     async def ready(self, request: Request) -> Response:
         model = self.s.model
-        if model is not None and not model.closed:
+        if self.s.ready:
             return _json({"status": "ready", "model": model.info.name})
+        if model is not None and not model.closed:
+            self.s.decide()  # started here when no lifespan did (a mounted app)
         status = "failed" if self.s.load_error else "loading"
         return _json({"status": status, "error": self.s.load_error}, 503)
 
@@ -269,16 +412,27 @@ class _Routes:
         return self.s.task
 
     def table(self) -> list[Route]:
-        return [
-            Route("/v1/infer", self.infer, methods=["POST"]),
-            Route("/v1/predict", self.predict, methods=["POST"]),
-            Route("/v1/info", self.info, methods=["GET"]),
-            Route("/v1/settings", self.get_settings, methods=["GET"]),
-            Route("/v1/settings", self.patch_settings, methods=["PATCH"]),
-            Route("/health/live", self.live, methods=["GET"]),
-            Route("/health/ready", self.ready, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
+        routes = [
+            ("/v1/infer", self.infer, "POST"),
+            ("/v1/predict", self.predict, "POST"),
+            ("/v1/info", self.info, "GET"),
+            ("/v1/settings", self.get_settings, "GET"),
+            ("/v1/settings", self.patch_settings, "PATCH"),
+            ("/health/live", self.live, "GET"),
+            ("/health/ready", self.ready, "GET"),
+            ("/metrics", self.metrics, "GET"),
         ]
+        return [Route(path, self._abortable(handler), methods=[method]) for path, handler, method in routes]
+
+    def _abortable(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
+        """``handler`` run under :meth:`Service.abortable`."""
+
+        @functools.wraps(handler)
+        async def run(request: Request) -> Response:
+            with self.s.abortable():
+                return await handler(request)
+
+        return run
 
 
 def create_app(
@@ -286,9 +440,13 @@ def create_app(
     *,
     max_batch_size: int = 8,
     max_delay_ms: float = 2.0,
+    batching: str = "auto",
     max_queue: int = 256,
     timeout: float | None = 30.0,
     max_body_bytes: int = 16 * 2**20,
+    max_decoded_bytes: int = 256 * 2**20,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    body_timeout: float | None = 30.0,
 ) -> Starlette:
     """An ASGI app serving ``model_or_task`` over HTTP (routes: see :mod:`aioinfer.asgi`).
 
@@ -298,18 +456,40 @@ def create_app(
     (``/health/ready`` answers 503 until it is compiled) and closes it at shutdown.
 
     Concurrent ``/v1/infer`` requests are batched into one inference of up to ``max_batch_size`` rows,
-    waiting at most ``max_delay_ms`` (1 turns batching off; so does a model without a batch
-    dimension). Beyond ``max_queue`` waiting requests the app answers 503 with ``Retry-After``;
-    after ``timeout`` seconds 504; bodies over ``max_body_bytes`` 413; inputs that do not fit the
-    model 400/422 with what was expected.
+    waiting at most ``max_delay_ms``, only where that cannot change an answer. ``batching``:
+
+    * ``"auto"`` (default): batch only a model that a probe at start-up shows batch-separable: every
+      output keeps one row per input row, and a batch of random rows gives each row what it gets
+      alone (:meth:`Batcher.checked`; its few inferences count in the model's stats).
+      ``/health/ready`` answers 503 until the probe is done.
+    * ``"on"``: the caller declares the model batch-separable: batched without the probe.
+    * ``"off"`` (as is ``max_batch_size=1``): one request per inference.
+
+    A model without a leading batch dimension on every input and output is never batched, and a
+    batch whose outputs do not come back with one row per input row turns batching off for good
+    (its requests are run alone). ``GET /v1/info`` tells under ``batching`` whether it is on and
+    why (``reason``); a model the check refused is logged once at warning level.
+
+    Limits, each answered at once with a message naming it: a body over ``max_body_bytes`` 413; a
+    body that would decode to more than ``max_decoded_bytes`` (the arrays' sizes, read from their
+    headers before anything is decompressed; what JSON values take in Python), or an image
+    declaring more than ``max_pixels`` pixels, 413 before decoding; a body not all received within
+    ``body_timeout`` seconds 408; beyond ``max_queue`` requests waiting for the model (counted once
+    their inputs are decoded) 503 with ``Retry-After``; after ``timeout`` seconds 504. Undecodable
+    bodies answer 400, unsupported formats 415, inputs that do not fit the model 422 with what was
+    expected. Numbers that are not finite and positive raise ``ValueError`` naming the argument.
     """
     service = Service(
         model_or_task,
         max_batch_size=max_batch_size,
         max_delay_ms=max_delay_ms,
+        batching=batching,
         max_queue=max_queue,
         timeout=timeout,
         max_body_bytes=max_body_bytes,
+        max_decoded_bytes=max_decoded_bytes,
+        max_pixels=max_pixels,
+        body_timeout=body_timeout,
     )
     routes = _Routes(service).table()
 
@@ -347,65 +527,7 @@ async def _error_response(request: Request, exc: Exception) -> Response:
 
 
 def _json(content: Any, status: int = 200, headers: Any = None) -> Response:
-    body = json.dumps(content, separators=(",", ":")).encode()  # NaN/Infinity allowed: outputs may hold them
-    return Response(body, status, headers, media_type=JSON)
-
-
-def _json_body(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise HTTPException(400, f"the body is not valid JSON: {exc}") from None
-
-
-def _media_type(header: str) -> str:
-    return header.split(";", 1)[0].strip().lower()
-
-
-def _decode_tensors(body: bytes, kind: str, adapt: InputAdapter) -> dict[int, np.ndarray]:
-    """The model's inputs, checked and converted by ``adapt``, from a JSON ``{"inputs": ...}`` (an
-    array, a list by input index, or an object by input name), a ``.npy`` array or a ``.npz``
-    archive by input name."""
-    if kind == JSON:
-        payload = _json_body(body)
-        if not isinstance(payload, dict) or "inputs" not in payload:
-            raise HTTPException(
-                400,
-                'send a JSON object {"inputs": ...}: an array, a list by input index, '
-                "or an object by input name",
-            )
-        return adapt(payload["inputs"])
-    if kind in (NPY, NPZ, "application/octet-stream"):
-        try:
-            loaded = np.load(io.BytesIO(body), allow_pickle=False)
-        except (
-            ValueError,
-            OSError,
-            EOFError,
-            MemoryError,
-        ) as exc:  # MemoryError: a header lying about its size
-            raise HTTPException(400, f"the body is not a .npy array or .npz archive ({exc!r})") from None
-        return adapt(dict(loaded.items()) if isinstance(loaded, np.lib.npyio.NpzFile) else loaded)
-    raise HTTPException(415, f"unsupported Content-Type {kind!r}: send {JSON}, {NPY} or {NPZ}")
-
-
-def _response_format(accept: str, n_outputs: int) -> str:
-    """``.npz`` or ``.npy`` (one output only) when the client accepts it, else JSON."""
-    accepted = {_media_type(part) for part in accept.split(",")}
-    if NPZ in accepted:
-        return NPZ
-    return NPY if NPY in accepted and n_outputs == 1 else JSON
-
-
-def _encode_outputs(outputs: Outputs, fmt: str) -> Response:
-    if fmt == JSON:
-        return _json({"outputs": {name: array.tolist() for name, array in outputs.to_dict().items()}})
-    buffer = io.BytesIO()
-    if fmt == NPZ:
-        np.savez(buffer, **outputs.to_dict())  # type: ignore[arg-type]
-    else:
-        np.save(buffer, outputs[0])
-    return Response(buffer.getvalue(), media_type=fmt)
+    return Response(codecs.dump_json(content), status, headers, media_type=JSON)
 
 
 async def _multipart_file(request: Request, body: bytes) -> bytes:
@@ -420,17 +542,6 @@ async def _multipart_file(request: Request, body: bytes) -> bytes:
         if upload is None:
             raise HTTPException(400, "the form has no file: upload the image as the field 'image'")
         return await upload.read()
-
-
-def _decode_image(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None:
-        raise HTTPException(
-            400,
-            f"the body ({len(data)} bytes) is not an image OpenCV can decode: "
-            "send JPEG, PNG, BMP or TIFF bytes",
-        )
-    return image
 
 
 def _is_task(obj: Any) -> bool:

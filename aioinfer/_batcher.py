@@ -1,4 +1,5 @@
-"""``Batcher``: concurrent small calls grouped into one inference on a model with a batch dimension."""
+"""``Batcher``: concurrent small calls grouped into one inference on a model with a batch dimension,
+and the probe that shows whether batching leaves a model's answers unchanged."""
 
 from __future__ import annotations
 
@@ -6,17 +7,33 @@ import asyncio
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 import numpy as np
 import openvino as ov
 
-from ._errors import ClosedError, InferenceError, InferTimeout, InputShapeError, QueueFull
-from ._inputs import InputAdapter, Inputs
+from ._checks import check_positive
+from ._errors import (
+    AioInferError,
+    ClosedError,
+    InferenceError,
+    InferTimeout,
+    InputShapeError,
+    NotBatchableError,
+    QueueFull,
+)
+from ._inputs import InputAdapter, Inputs, TensorInfo
 from ._model import AsyncModel
 from ._outputs import Outputs
+
+PROBE_ROWS = 3  # rows in the probe's batch (fewer if the model takes fewer)
+PROBE_DIM = 64  # length of a dynamic non-batch dimension in the probe's inputs (conv nets need some)
+# largest difference allowed between a row run in a batch and the same row run alone, as a fraction
+# of the output's magnitude, by the lowest float precision the compiled model computes in: a batched
+# kernel may sum in another order, nothing more
+TOLERANCE = {"f64": 1e-9, "f32": 1e-4, "f16": 1e-2, "bf16": 5e-2, "f8e4m3": 0.25, "f8e5m2": 0.5}
 
 
 class _Item:
@@ -45,6 +62,13 @@ class Batcher:
     batch fails on the device, its calls are retried one by one so only the faulty one fails.
     Beyond ``max_queue`` waiting calls, ``infer`` raises :class:`QueueFull` at once.
 
+    Batching is only right for a model whose rows do not interact (``f([a, b]) == [f(a), f(b)]``).
+    Constructing a ``Batcher`` declares that the model is such (``basis`` says so); it refuses, with
+    :class:`NotBatchableError`, a model that has no leading batch dimension on every input and
+    output or takes one row at most, and fails a batch whose outputs do not come back with one row
+    per input row rather than hand out wrong rows. ``await Batcher.checked(model)`` proves the rest
+    with a probe first.
+
     Use it in the event loop the model was loaded in; ``async with Batcher(model) as b`` or
     ``await b.aclose()`` when done (the model itself stays open).
     """
@@ -58,13 +82,16 @@ class Batcher:
         max_queue: int | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        if max_delay_ms < 0:
-            raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms}")
+        check_positive("max_batch_size", max_batch_size, integer=True)
+        check_positive("max_delay_ms", max_delay_ms, zero=True)  # NaN or inf would hang a batch
         self.model = model
         self._fixed = _batch_dimension(model)
         self.max_batch_size = min(max_batch_size, self._fixed or _max_rows(model) or max_batch_size)
+        if self.max_batch_size < 2 <= max_batch_size:
+            raise NotBatchableError(
+                f"model {model.info.name!r} takes one row per inference: nothing to batch"
+            )
+        self.basis = "declared batch-separable by the caller (no probe)"  # why batching is trusted
         self.max_delay = max_delay_ms / 1e3
         self.max_queue = max_queue
         self._on_batch = on_batch
@@ -78,6 +105,49 @@ class Batcher:
         self._closed = False
         self.batches = 0  # batches run so far
         self.items = 0  # calls served by them
+
+    @classmethod
+    async def checked(cls, model: AsyncModel, **options: Any) -> Batcher:
+        """A ``Batcher(model, **options)`` once a probe has shown that batching leaves the model's
+        answers unchanged; else :class:`NotBatchableError` saying why.
+
+        The probe makes random inputs of the model's dtypes (uniform in [0, 1) for floats, small
+        distinct integers per row; ``PROBE_DIM`` for a dynamic non-batch dimension), runs a batch
+        of up to ``PROBE_ROWS`` rows and each row alone through ``model.infer`` (those few
+        inferences count in ``model.stats()``; nothing else about the model changes), and requires
+        every output to keep one row per input row and each batched row to equal the row alone:
+        exactly for integer outputs, within ``TOLERANCE`` of the output's magnitude for the lowest
+        float precision the model was compiled in. A probe the model fails to run means not
+        batchable. Making the inputs and comparing the outputs run off the event loop; ``basis``
+        tells what the probe showed.
+        """
+        batcher = cls(model, **options)
+        batcher.basis = await batcher._probe()
+        return batcher
+
+    async def _probe(self) -> str:
+        """Run the probe of :meth:`checked`; return what it showed or raise NotBatchableError."""
+        count = min(PROBE_ROWS, self.max_batch_size)
+        pshapes = [p.get_partial_shape() for p in self.model.compiled.inputs]
+        rows = await anyio.to_thread.run_sync(_probe_rows, self.model.info.inputs, pshapes, count)
+        batch = {i: _stack([a], self._rows(count)) for i, a in rows.items()}
+        alone = [{i: _stack([a[r : r + 1]], self._rows(1)) for i, a in rows.items()} for r in range(count)]
+        try:  # one after another: a probe must not fill the model's queue
+            results = [await self.model.infer(x) for x in (batch, *alone)]
+        except ClosedError:
+            raise
+        except AioInferError as exc:
+            raise NotBatchableError(
+                f"the probe's inference failed ({type(exc).__name__}: {exc}): batching is not shown safe"
+            ) from exc
+        compiled = self.model.compiled
+        return await anyio.to_thread.run_sync(
+            lambda: _compare(results[0], results[1:], self._rows, _tolerance(compiled))
+        )
+
+    def _rows(self, size: int) -> int:
+        """Rows of an inference that carries ``size`` rows of calls (padded to a fixed batch)."""
+        return max(size, self._fixed or 0)
 
     @property
     def pending(self) -> int:
@@ -185,12 +255,13 @@ class Batcher:
     async def _infer_batch(self, items: list[_Item]) -> None:
         sizes = [item.size for item in items]
         total = sum(sizes)
-        rows = max(total, self._fixed or 0)
+        rows = self._rows(total)
         # the arrays were checked and converted by self._adapt; a batch of them has the model's
         # trailing shapes and dtypes, and rows within its batch dimension (padded if fixed)
         inputs = {i: _stack([item.arrays[i] for item in items], rows) for i in items[0].arrays}
         try:
             outputs = await self.model._infer_adapted(inputs)
+            _check_rows(outputs, rows)
             # counted once it ran: a batch retried call by call below counts only its calls' runs
             self.batches += 1
             self.items += len(items)
@@ -203,7 +274,7 @@ class Batcher:
                 live = [item for item in items if not item.future.done()]
                 await asyncio.gather(*(self._infer_batch([item]) for item in live))
             return
-        except Exception as exc:
+        except Exception as exc:  # NotBatchableError too: not retried, no call can get its own rows
             for item in items:
                 _fail(item, exc)
             return
@@ -238,26 +309,21 @@ class Batcher:
         return f"<Batcher {limits} on {self.model!r}>"
 
 
-def can_batch(model: AsyncModel) -> bool:
-    """Whether every input and output of ``model`` has a leading batch dimension ``Batcher`` can use."""
-    try:
-        _batch_dimension(model)
-    except ValueError:
-        return False
-    return True
-
-
 def _batch_dimension(model: AsyncModel) -> int | None:
-    """The model's fixed batch size, ``None`` if dynamic; ValueError if it has no usable batch dimension."""
+    """The model's fixed batch size, ``None`` if dynamic; NotBatchableError if it has no usable batch
+    dimension."""
     ports = (*model.info.inputs, *model.info.outputs)
     if any(not info.shape for info in ports):
-        raise ValueError(
+        raise NotBatchableError(
             f"model {model.info.name!r} has an input or output without a leading batch dimension"
         )
     dims = {info.shape[0] for info in ports if info.shape}
     fixed = dims - {-1}
     if len(fixed) > 1 or (fixed and -1 in {i.shape[0] for i in model.info.inputs if i.shape}):
-        raise ValueError(f"model {model.info.name!r} has inconsistent leading dimensions {sorted(dims)}")
+        raise NotBatchableError(
+            f"model {model.info.name!r} has inconsistent leading dimensions {sorted(dims)}: its outputs "
+            "do not keep the inputs' batch dimension"
+        )
     return fixed.pop() if fixed else None
 
 
@@ -298,3 +364,106 @@ def _stack(parts: list[np.ndarray], rows: int) -> np.ndarray:
 def _fail(item: _Item, exc: BaseException) -> None:
     if not item.future.done():
         item.future.set_exception(exc)
+
+
+def _check_rows(outputs: Outputs, rows: int) -> None:
+    """NotBatchableError unless every output has ``rows`` rows: one per input row of the batch."""
+    for name, array in zip(outputs.names, outputs, strict=True):
+        if array.shape[:1] != (rows,):
+            raise NotBatchableError(
+                f"output {name!r} came back with shape {list(array.shape)} for a batch of {rows} rows: "
+                "the model does not keep one output row per input row, so no call can be given its own"
+            )
+
+
+def _probe_rows(
+    inputs: Sequence[TensorInfo], pshapes: Sequence[ov.PartialShape], count: int
+) -> dict[int, np.ndarray]:
+    """``count`` random, distinct rows of every input (the same seed every time)."""
+    rng = np.random.default_rng(0)
+    rows: dict[int, np.ndarray] = {}
+    for i, (info, pshape) in enumerate(zip(inputs, pshapes, strict=True)):
+        if info.dtype is None:
+            raise NotBatchableError(
+                f"the probe cannot make values of type {info.element_type} for input {info.name!r}"
+            )
+        shape = (count, *(_probe_length(d) for d in list(pshape)[1:]))
+        if info.dtype.kind == "f":
+            rows[i] = rng.random(shape).astype(info.dtype)
+        else:  # small integers (indices, masks), row r offset by r so that no two rows are equal
+            offset = np.arange(count).reshape(-1, *[1] * (len(shape) - 1))
+            values = rng.integers(0, 4, shape) + offset
+            rows[i] = (values % 2 if info.dtype.kind == "b" else values).astype(info.dtype)
+    return rows
+
+
+def _probe_length(dim: ov.Dimension) -> int:
+    """A static dimension's length; ``PROBE_DIM`` within the bounds of a dynamic one."""
+    if dim.is_static:
+        return dim.get_length()
+    upper = dim.get_max_length()
+    return max(dim.get_min_length(), min(PROBE_DIM, upper) if upper > 0 else PROBE_DIM)
+
+
+def _tolerance(compiled: ov.CompiledModel) -> tuple[float, str]:
+    """The ``TOLERANCE`` of the lowest float precision the compiled model runs any node in, and its
+    name; the loosest one when the device does not tell."""
+    try:
+        runtime = compiled.get_runtime_model()
+        found = {
+            op.get_rt_info()["runtimePrecision"].astype(str)
+            for op in runtime.get_ordered_ops()
+            if "runtimePrecision" in op.get_rt_info()
+        }
+    except RuntimeError:
+        return max(TOLERANCE.values()), "an unknown precision"
+    precision = max((p for p in found if p in TOLERANCE), key=TOLERANCE.__getitem__, default="f32")
+    return TOLERANCE[precision], precision
+
+
+def _compare(
+    batch: Outputs, alone: Sequence[Outputs], rows_of: Callable[[int], int], tolerance: tuple[float, str]
+) -> str:
+    """What the probe showed: each row of ``batch`` equals the output of that row run ``alone``, on
+    every output; else NotBatchableError naming the output and the difference."""
+    limit, precision = tolerance
+    count, worst = len(alone), 0.0
+    for j, name in enumerate(batch.names):
+        got = batch[j]
+        for r, single in enumerate(alone):
+            want = single[j]
+            if want.shape[:1] != (rows_of(1),) or got.shape != (rows_of(count), *want.shape[1:]):
+                raise NotBatchableError(
+                    f"output {name!r} has shape {list(got.shape)} for a batch of {count} rows and "
+                    f"{list(want.shape)} for one row: it does not keep one row per input row"
+                )
+            diff = _difference(got[r], want[0])
+            if diff > limit:
+                raise NotBatchableError(
+                    f"the probe found rows interacting on output {name!r}: row {r} of a batch of {count} "
+                    f"differs from the same row run alone (max diff {diff:.3g} of the output's magnitude; "
+                    f"tolerance {limit:g} for {precision})"
+                )
+            worst = max(worst, diff)
+    return (
+        f"probe: each row of a batch of {count} random rows matched that row run alone on every "
+        f"output (max diff {worst:.2g} of the output's magnitude; tolerance {limit:g} for {precision})"
+    )
+
+
+def _difference(got: np.ndarray, want: np.ndarray) -> float:
+    """The largest difference between two arrays of one shape, as a fraction of their largest finite
+    magnitude (``inf`` for any difference in integer or boolean arrays, or in NaN or inf positions)."""
+    if np.array_equal(got, want, equal_nan=got.dtype.kind == "f"):
+        return 0.0
+    if got.dtype.kind != "f":
+        return float("inf")
+    a, b = got.astype(np.float64), want.astype(np.float64)
+    if not np.array_equal(np.isfinite(a), np.isfinite(b)):
+        return float("inf")
+    finite = np.isfinite(a)
+    if not np.array_equal(a[~finite], b[~finite], equal_nan=True):
+        return float("inf")
+    delta = np.abs(a[finite] - b[finite]).max()
+    scale = max(np.abs(a[finite]).max(), np.abs(b[finite]).max())
+    return float(delta / scale)

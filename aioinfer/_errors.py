@@ -17,11 +17,19 @@ __all__ = [
     "InputShapeError",
     "InputDtypeError",
     "InferenceError",
+    "NotBatchableError",
     "QueueFull",
     "InferTimeout",
     "ClosedError",
+    "EventLoopError",
     "SourceError",
+    "FrameError",
+    "ItemCancelledError",
     "SettingsError",
+    "DecodeError",
+    "UnsupportedFormatError",
+    "TooLargeError",
+    "ImageTooLarge",
 ]
 
 
@@ -105,6 +113,12 @@ class InferenceError(AioInferError, RuntimeError):
     """The device failed to run a job; the message carries OpenVINO's."""
 
 
+class NotBatchableError(AioInferError, ValueError):
+    """Batching would change the model's answers, so a ``Batcher`` refuses it: an input or output
+    without a leading batch dimension, outputs that do not keep one row per input row, or rows of a
+    batch that change each other's results. The message says which."""
+
+
 class QueueFull(AioInferError):
     """``max_queue`` callers are already waiting for a request: rejected at once (back-pressure)."""
 
@@ -117,12 +131,56 @@ class ClosedError(AioInferError, RuntimeError):
     """The model (or stream) was closed: it takes no more work."""
 
 
+class EventLoopError(AioInferError, RuntimeError):
+    """A model was used from an event loop other than the one it was loaded in; it is left intact."""
+
+
 class SourceError(AioInferError, OSError):
     """A frame source could not be opened or read; the message names the source."""
 
 
+class FrameError(SourceError):
+    """One frame of a source could not be read (an empty or corrupt image file of a folder, a glob or
+    a list of paths): only that frame fails, at its position, and the frames after it keep coming.
+    ``index`` is the frame's index; the message names the file."""
+
+    def __init__(self, message: str, index: int) -> None:
+        self.index = index
+        super().__init__(message)
+
+
+class ItemCancelledError(AioInferError, RuntimeError):
+    """The function ``map``/``amap`` awaited for one item raised ``CancelledError`` although nothing
+    cancelled the map: that item failed (it is not a cancellation of the consumer). Chained to the
+    ``CancelledError``."""
+
+
 class SettingsError(AioInferError, ValueError):
     """A task setting is unknown or out of range; the message names the key and what is accepted."""
+
+
+# -- decoding bytes: request bodies, encoded images ----------------------------------------------
+
+
+class DecodeError(AioInferError, ValueError):
+    """Bytes that cannot be decoded as what was expected (a corrupt or truncated ``.npy``, ``.npz``,
+    JSON body or image); the message says what was wrong and what is accepted. A server answers 400."""
+
+
+class UnsupportedFormatError(DecodeError):
+    """Bytes in a format that is not accepted (a content type, an image format whose size cannot be
+    read from its header); the message lists the accepted ones. A server answers 415."""
+
+
+class TooLargeError(DecodeError):
+    """Data that would decode to more than a configured limit (``max_decoded_bytes``, a zip's member
+    count), refused before it is decoded; the message gives the size and the limit. A server
+    answers 413."""
+
+
+class ImageTooLarge(TooLargeError):
+    """An image whose header declares more pixels than ``max_pixels``: refused before any pixel is
+    decoded. A server answers 413."""
 
 
 def ov_message(exc: BaseException) -> str:

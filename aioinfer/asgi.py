@@ -9,12 +9,14 @@ Routes of :func:`create_app`:
 * ``POST /v1/predict``: an encoded image (JPEG/PNG bytes, or a multipart form with the file ``image``)
   to the task's prediction as JSON.
 * ``GET /v1/info``; ``GET /v1/settings`` and ``PATCH /v1/settings`` (a JSON object) for a task.
-* ``GET /health/live``; ``GET /health/ready`` (200 once the model is compiled, else 503).
+* ``GET /health/live``; ``GET /health/ready`` (200 once the model is compiled and batching decided, else 503).
 * ``GET /metrics``: Prometheus text.
 
-Errors answer JSON ``{"error": ..., "message": ...}``: 400 undecodable body, 404 no task, 413 body too
-large, 415 unsupported content type, 422 inputs or settings that do not fit (the message says what
-was expected), 503 queue full or not ready (with ``Retry-After``), 504 timeout.
+Errors answer JSON ``{"error": ..., "message": ...}``: 400 undecodable body, 404 no task, 408 body not
+received within ``body_timeout``, 413 body too large or declaring more than ``max_decoded_bytes`` or
+``max_pixels``, 415 unsupported content type or image format, 422 inputs or settings that do not fit
+(the message says what was expected), 503 queue full, not ready or shutting down (with
+``Retry-After``), 504 timeout.
 """
 
 from ._app import create_app

@@ -177,3 +177,38 @@ def identity_image(size: int = 32) -> ov.Model:
     x = ops.parameter([1, 3, size, size], np.float32, name="x")
     y = ops.multiply(x, ops.constant(np.float32(1)))
     return ov.Model([_named(y, "scores")], [x], "identity_image")
+
+
+def batch_dropped(how: str = "reshape", shape: list[int] | None = None) -> ov.Model:
+    """Input ``x`` of ``shape`` (default [1, 4]) f32; output ``y`` = 2x + 1 without the batch
+    dimension, as exported models often have it: ``reshape`` to [-1] (made dynamic, ``y`` is [?] and
+    a batch of n rows gives 4n values) or ``squeeze`` of axis 0 (``y`` is [4])."""
+    x = ops.parameter(shape or [1, 4], np.float32, name="x")
+    y = ops.add(ops.multiply(x, ops.constant(np.float32(2))), ops.constant(np.float32(1)))
+    if how == "reshape":
+        y = ops.reshape(y, ops.constant(np.array([-1], np.int64)), False)
+    else:
+        y = ops.squeeze(y, ops.constant(np.array([0], np.int64)))
+    return ov.Model([_named(y, "y")], [x], f"batch_dropped_{how}")
+
+
+def rows_mixed(shape: list[int] | None = None) -> ov.Model:
+    """Input ``x`` of ``shape`` (default [1, 4]) f32; output ``y = 2x - mean(x, axis=0)``: every row
+    of a batch changes the others' answers (one row alone gets ``y = x``)."""
+    x = ops.parameter(shape or [1, 4], np.float32, name="x")
+    mean = ops.reduce_mean(x, ops.constant(np.array([0], np.int64)), keep_dims=True)
+    y = ops.subtract(ops.multiply(x, ops.constant(np.float32(2))), mean)
+    return ov.Model([_named(y, "y")], [x], "rows_mixed")
+
+
+def rows_mixed_expected(x: np.ndarray) -> np.ndarray:
+    return 2 * x - x.mean(axis=0, keepdims=True)
+
+
+def needs_three_rows() -> ov.Model:
+    """Input ``x`` [?, 4] f32; output ``y`` = x, through a reshape to [3, -1] and back: a batch of 3
+    rows runs, one row alone fails on the device."""
+    x = ops.parameter([-1, 4], np.float32, name="x")
+    threes = ops.reshape(x, ops.constant(np.array([3, -1], np.int64)), False)
+    y = ops.reshape(threes, ops.constant(np.array([-1, 4], np.int64)), False)
+    return ov.Model([_named(y, "y")], [x], "needs_three_rows")

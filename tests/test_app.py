@@ -5,16 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import anyio
 import httpx
 import models
 import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
 import pytest
+from hostile import npy_header
+from prometheus_client.parser import text_string_to_metric_families
 from servers import npy, serving, text_png
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 import aioinfer
+from aioinfer._cli import build_parser
+from aioinfer._cli import serve as serve_cli
 from aioinfer.asgi import create_app
 
 
@@ -85,8 +95,9 @@ async def test_clients_that_hang_up_while_waiting_are_still_served_and_their_bat
         models.slow_conv(64), device="CPU", config=models.EXACT, num_requests=1
     ) as model:
         app = create_app(model, max_batch_size=8, max_delay_ms=20)
-        batcher = app.state.service.batcher
         async with serving(app) as client:
+            await app.state.service.loaded.wait()  # batching decided
+            batcher = app.state.service.batcher
             headers = {"content-type": "application/x-npy"}
             # odd clients wait 5 ms for the answer (a batch takes tens): they hang up mid-request;
             # connecting and sending have 60 s, so every request reaches the server
@@ -126,13 +137,6 @@ async def test_a_request_slower_than_the_timeout_answers_504():
             assert (await client.get("/health/live")).status_code == 200
 
 
-def lying_npy(shape: tuple[int, ...]) -> bytes:
-    """A .npy header that declares ``shape`` float32 followed by no data."""
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
-    return np.lib.format.magic(1, 0) + buffer.getvalue()
-
-
 BAD_REQUESTS = [
     # (content-type, body, status, words the message must contain)
     ("application/json", b"{not json", 400, "not valid JSON"),
@@ -149,8 +153,8 @@ BAD_REQUESTS = [
     ("application/json", b'{"inputs": {"z": [[1, 2, 3, 4]]}}', 422, "no input 'z'; its inputs are ['x']"),
     ("application/x-npy", b"\x93NUMPY garbage", 400, "not a .npy array"),
     ("application/x-npy", npy(np.zeros((1, 4), np.complex64)), 422, "complex64"),
-    ("application/x-npy", lying_npy((1, 4)), 400, "not a .npy array"),
-    ("application/x-npy", lying_npy((10**12, 4)), 400, "not a .npy array"),
+    ("application/x-npy", npy_header((1, 4)), 400, "holds 0 bytes of data; its header declares 16"),
+    ("application/x-npy", npy_header((10**12, 4)), 413, "max_decoded_bytes"),
     ("application/json", b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "not valid JSON"),
     ("text/plain", b"1 2 3 4", 415, "application/json"),
     ("application/json", b'{"inputs": [' + b"0," * 200_000 + b"0]}", 413, "at most 262144"),
@@ -186,8 +190,32 @@ async def test_npz_in_and_out_and_info(linear_model):
         np.testing.assert_array_equal(np.load(io.BytesIO(response.content))["y"], models.linear_expected(x))
         info = (await client.get("/v1/info")).json()
         assert info["model"]["inputs"][0]["shape"] == [-1, 4]
-        assert info["batching"] == {"enabled": True, "max_batch_size": 4, "max_delay_ms": 1}
+        batching = {k: v for k, v in info["batching"].items() if k != "reason"}
+        assert batching == {"mode": "auto", "enabled": True, "max_batch_size": 4, "max_delay_ms": 1}
+        assert info["batching"]["reason"].startswith("probe: each row of a batch of 3 random rows")
         assert info["task"] is None and info["limits"]["max_queue"] == 256
+
+
+async def test_outputs_named_like_savez_arguments_are_answered_as_npz():
+    """``np.savez(file, **outputs)`` raised for an output named ``file`` (a 500 that also reset the
+    keep-alive connection): outputs of any name are answered."""
+    x = ops.parameter([-1, 4], np.float32, name="x")
+    outputs = [ops.multiply(x, ops.constant(np.float32(2))).output(0), ops.relu(x).output(0)]
+    for output, name in zip(outputs, ["file", "allow_pickle"], strict=True):
+        output.get_tensor().set_names({name})
+    graph = ov.Model(outputs, [x], "savez_names")
+    async with (
+        aioinfer.load(graph, device="CPU", config=models.EXACT) as model,
+        serving(create_app(model)) as client,
+    ):
+        body = npy(np.array([[-1, 2, 3, 4]], np.float32))
+        headers = {"content-type": "application/x-npy", "accept": "application/x-npz"}
+        for _ in range(2):  # the same keep-alive client, twice
+            response = await client.post("/v1/infer", content=body, headers=headers)
+            assert response.status_code == 200, response.text
+            archive = np.load(io.BytesIO(response.content))
+            np.testing.assert_array_equal(archive["file"], [[-2, 4, 6, 8]])
+            np.testing.assert_array_equal(archive["allow_pickle"], [[0, 2, 3, 4]])
 
 
 async def test_loads_in_the_background_and_closes_what_it_opened():
@@ -232,7 +260,7 @@ async def test_predict_and_settings_of_an_ocr_task():
         bad = await client.post(
             "/v1/predict", content=b"not an image", headers={"content-type": "image/jpeg"}
         )
-        assert bad.status_code == 400 and "not an image OpenCV can decode" in bad.json()["message"]
+        assert bad.status_code == 415 and "not an image in an accepted format" in bad.json()["message"]
         no_file = await client.post("/v1/predict", files={"note": (None, "text only")})
         assert no_file.status_code == 400 and "no file" in no_file.json()["message"]
 
@@ -270,3 +298,162 @@ async def test_mounted_in_a_fastapi_app_that_owns_the_model():
         assert [r.json()["outputs"]["y"][0][0] for r in responses] == [2 * k + 1 for k in range(8)]
         assert (await client.get("/ml/health/ready")).status_code == 200
         assert (await client.get("/hello")).json() == {"hello": "world"}
+
+
+# -- batching only where it cannot change an answer ------------------------------------------------
+
+
+def served_like_the_cli(model: ov.Model, tmp_path: Path, *flags: str) -> Starlette:
+    """The app ``aioinfer serve MODEL.xml --device CPU --config INFERENCE_PRECISION_HINT=f32 *flags``
+    runs (its other settings are create_app's defaults), with the model saved to ``tmp_path``."""
+    path = tmp_path / f"{model.get_friendly_name()}.xml"
+    ov.save_model(model, path)
+    exact = ("--device", "CPU", "--config", "INFERENCE_PRECISION_HINT=f32")
+    args = build_parser().parse_args(["serve", str(path), *exact, *flags])
+    return create_app(
+        serve_cli._open(args),
+        max_batch_size=args.max_batch_size,
+        max_delay_ms=args.max_delay_ms,
+        batching=args.batching,
+    )
+
+
+async def each_client_gets_its_own_answer(
+    client: httpx.AsyncClient, expected: Callable[[np.ndarray], np.ndarray], clients: int = 64
+) -> None:
+    """``clients`` concurrent requests of one distinct row each; every answer is exactly ``expected(x)``."""
+    xs = [np.array([[k, -k, k / 4, 1]], np.float32) for k in range(clients)]
+    responses = await asyncio.gather(*(client.post("/v1/infer", json={"inputs": x.tolist()}) for x in xs))
+    for x, response in zip(xs, responses, strict=True):
+        assert response.status_code == 200, response.text
+        np.testing.assert_array_equal(np.asarray(response.json()["outputs"]["y"], np.float32), expected(x))
+
+
+def batch_sizes(metrics_text: str) -> tuple[float, float]:
+    """(rows, batches) run by the batcher, from GET /metrics."""
+    (family,) = [f for f in text_string_to_metric_families(metrics_text) if f.name == "aioinfer_batch_size"]
+    values = {s.name: s.value for s in family.samples}
+    return values["aioinfer_batch_size_sum"], values["aioinfer_batch_size_count"]
+
+
+def refusal_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "served without batching" in r.getMessage()
+    ]
+
+
+@pytest.mark.parametrize(
+    "how, why",
+    [
+        ("reshape", "output 'y' has shape [12] for a batch of 3 rows and [4] for one row"),
+        ("squeeze", "its outputs do not keep the inputs' batch dimension"),
+    ],
+    ids=["reshape", "squeeze"],
+)
+async def test_a_model_that_drops_the_batch_dimension_is_served_exactly_without_batching(
+    tmp_path, caplog, how, why
+):
+    app = served_like_the_cli(models.batch_dropped(how), tmp_path)  # [1, 4] -> [4], default settings
+    async with serving(app) as client:
+        await app.state.service.loaded.wait()  # loaded, batching decided
+        await each_client_gets_its_own_answer(client, lambda x: models.linear_expected(x).reshape(-1))
+        info = (await client.get("/v1/info")).json()
+    assert info["model"]["inputs"][0]["shape"] == [-1, 4]  # made dynamic for batching, then refused
+    assert info["batching"]["enabled"] is False and info["batching"]["max_batch_size"] == 1
+    assert why in info["batching"]["reason"]
+    (warning,) = refusal_warnings(caplog)  # logged once
+    assert why in warning and "batching='on'" in warning
+
+
+@pytest.mark.parametrize("born", ["batch 1 made dynamic by serve", "dynamic batch"])
+async def test_a_model_whose_rows_interact_is_served_exactly_without_batching(tmp_path, caplog, born):
+    async with contextlib.AsyncExitStack() as stack:
+        if born == "dynamic batch":  # a model the caller loaded, with create_app's default settings
+            source = aioinfer.load(models.rows_mixed([-1, 4]), device="CPU", config=models.EXACT)
+            app = create_app(await stack.enter_async_context(source))
+        else:
+            app = served_like_the_cli(models.rows_mixed(), tmp_path)
+        client = await stack.enter_async_context(serving(app))
+        await app.state.service.loaded.wait()
+        await each_client_gets_its_own_answer(client, models.rows_mixed_expected)
+        batching = (await client.get("/v1/info")).json()["batching"]
+    assert batching["enabled"] is False and batching["mode"] == "auto"
+    assert batching["reason"].startswith(
+        "not batch-separable: the probe found rows interacting on output 'y'"
+    )
+    assert len(refusal_warnings(caplog)) == 1
+
+
+async def test_a_separable_model_is_still_batched_and_exact(tmp_path):
+    app = served_like_the_cli(models.linear([1, 4]), tmp_path, "--max-delay-ms", "50")
+    async with serving(app) as client:
+        await app.state.service.loaded.wait()  # loaded, batching decided
+        await each_client_gets_its_own_answer(client, models.linear_expected)
+        rows, batches = batch_sizes((await client.get("/metrics")).text)
+        batching = (await client.get("/v1/info")).json()["batching"]
+    assert rows == 64 and batches < 64  # requests shared inferences
+    assert batching["enabled"] is True and batching["max_batch_size"] == 8
+    assert batching["reason"].startswith("probe: each row of a batch of 3 random rows matched")
+
+
+async def test_the_user_can_declare_a_model_batch_separable():
+    async with aioinfer.load(models.rows_mixed([-1, 4]), device="CPU", config=models.EXACT) as model:
+        app = create_app(model, batching="on", max_delay_ms=50)
+        async with serving(app) as client:
+            xs = [[k, 0, 0, 0] for k in range(16)]
+            responses = await asyncio.gather(*(client.post("/v1/infer", json={"inputs": [x]}) for x in xs))
+            assert [r.status_code for r in responses] == [200] * 16
+            batching = (await client.get("/v1/info")).json()["batching"]
+        batcher = app.state.service.batcher
+    assert batching["enabled"] is True and batching["mode"] == "on"
+    assert batching["reason"] == "declared batch-separable by the caller (no probe)"
+    assert batcher.items == 16 and batcher.batches < 16  # batched as asked (the answers mix: declared)
+    assert model.stats().completed == batcher.batches  # no probe ran
+
+
+async def test_a_declared_model_whose_outputs_cannot_be_split_is_served_alone_from_then_on(caplog):
+    source = aioinfer.load(models.batch_dropped("reshape", [-1, 4]), device="CPU", config=models.EXACT)
+    async with source as model:
+        app = create_app(model, batching="on", max_delay_ms=20)
+        async with serving(app) as client:
+            await each_client_gets_its_own_answer(client, lambda x: models.linear_expected(x).reshape(-1))
+            batching = (await client.get("/v1/info")).json()["batching"]
+    assert batching["enabled"] is False
+    assert batching["reason"].startswith("turned off while serving: output 'y' came back with shape [")
+    assert sum("batching is off from now on" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_the_user_can_turn_batching_off(tmp_path, caplog):
+    app = served_like_the_cli(models.linear([1, 4]), tmp_path, "--batching", "off")
+    async with serving(app) as client:
+        await app.state.service.loaded.wait()  # loaded, batching decided
+        await each_client_gets_its_own_answer(client, models.linear_expected)
+        info = (await client.get("/v1/info")).json()
+    assert info["model"]["inputs"][0]["shape"] == [1, 4]  # not reshaped: no batching wanted
+    assert info["batching"] == {
+        "mode": "off",
+        "enabled": False,
+        "max_batch_size": 1,
+        "max_delay_ms": 0,
+        "reason": "turned off by the user (batching='off')",
+    }
+    assert info["stats"]["completed"] == 64  # no probe ran
+    assert not refusal_warnings(caplog)
+    with pytest.raises(ValueError, match="batching must be one of 'auto', 'on', 'off', got 'yes'"):
+        create_app(aioinfer.load(models.linear()), batching="yes")
+
+
+async def test_not_ready_until_the_batching_decision_is_made():
+    async with aioinfer.load(models.linear(), device="CPU", config=models.EXACT) as model:
+        app = create_app(model)
+        service = app.state.service
+        assert service.model is model and not service.ready  # compiled, not yet probed
+        parent = Starlette(routes=[Mount("/ml", app)])  # mounted: no lifespan starts the probe
+        async with serving(parent) as client:
+            first = await client.get("/ml/health/ready")  # starts it
+            assert first.status_code == 503 and first.json()["status"] == "loading"
+            await service.decided()
+            assert (await client.get("/ml/health/ready")).status_code == 200
+            assert service.batcher is not None and model.stats().completed == 4  # the probe's runs

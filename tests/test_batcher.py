@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import anyio
 import models
@@ -11,7 +12,7 @@ import openvino as ov
 import pytest
 
 import aioinfer
-from aioinfer._batcher import Batcher, can_batch
+from aioinfer._batcher import Batcher
 
 
 def rows(start: int, n: int = 1) -> np.ndarray:
@@ -154,9 +155,10 @@ async def test_close_finishes_waiting_calls_then_refuses(linear_model):
 
 async def test_models_without_a_batch_dimension_are_refused():
     async with aioinfer.load(models.reshape_fails_at_runtime(), device="CPU") as model:
-        assert not can_batch(model)
-        with pytest.raises(ValueError, match="leading dimensions"):
+        with pytest.raises(aioinfer.NotBatchableError, match="leading dimensions"):
             Batcher(model)
+        with pytest.raises(aioinfer.NotBatchableError, match="leading dimensions"):
+            await Batcher.checked(model)
 
 
 async def test_different_trailing_shapes_run_in_separate_batches():
@@ -168,3 +170,84 @@ async def test_different_trailing_shapes_run_in_separate_batches():
         outs = await asyncio.gather(*(batcher.infer(x) for x in xs))
     for x, out in zip(xs, outs, strict=True):
         np.testing.assert_array_equal(out["s"], x.sum(axis=1))
+
+
+# -- which models may be batched: the probe of Batcher.checked and the checks of Batcher -------------
+
+SEPARABLE = {
+    "dynamic batch": lambda: aioinfer.load(models.linear(), device="CPU", config=models.EXACT),
+    "fixed batch, padded": lambda: aioinfer.load(models.linear([4, 4]), device="CPU", config=models.EXACT),
+    "integer input": lambda: aioinfer.load(models.two_in_two_out(), device="CPU", config=models.EXACT),
+    "device's default precision": lambda: aioinfer.load(models.slow_conv(32, 2), device="CPU"),
+}
+
+
+@pytest.mark.parametrize("load", SEPARABLE.values(), ids=SEPARABLE.keys())
+async def test_checked_batches_a_separable_model_and_says_how_it_knows(load):
+    async with load() as model:
+        batcher = await Batcher.checked(model, max_batch_size=8)
+        assert batcher.basis.startswith("probe: each row of a batch of")
+        probed = model.stats().completed  # the probe's inferences: a batch, then each row alone
+        assert probed == 1 + min(3, batcher.max_batch_size) and model.stats().failed == 0
+        async with batcher:
+            xs = [
+                {i: np.full((1, *info.shape[1:]), k, info.dtype) for i, info in enumerate(model.info.inputs)}
+                for k in range(6)
+            ]
+            outs = await asyncio.gather(*(batcher.infer(x) for x in xs))
+            for x, out in zip(xs, outs, strict=True):
+                alone = await model.infer({i: _stack_to(a, model) for i, a in x.items()})
+                for got, want in zip(out, alone, strict=True):
+                    np.testing.assert_array_equal(got, want[:1])
+        assert batcher.items == 6
+
+
+def _stack_to(row: np.ndarray, model: aioinfer.AsyncModel) -> np.ndarray:
+    """``row`` repeated to the model's fixed batch size, if it has one (as the Batcher pads)."""
+    fixed = model.info.inputs[0].shape[0]
+    return np.repeat(row, fixed, axis=0) if fixed > 1 else row
+
+
+REFUSED = {  # the model, why it is refused, how many rows it takes
+    "rows interact": (models.rows_mixed([-1, 4]), "rows interacting on output 'y'", 2),
+    "rows interact with padding": (models.rows_mixed([4, 4]), "rows interacting on output 'y'", 4),
+    "batch dimension flattened": (
+        models.batch_dropped("reshape", [-1, 4]),
+        "output 'y' has shape [12] for a batch of 3 rows and [4] for one row",
+        2,
+    ),
+    "batch dimension squeezed": (
+        models.batch_dropped("squeeze", [-1, 4]),
+        "inconsistent leading dimensions",
+        1,
+    ),
+    "the probe fails to run": (models.needs_three_rows(), "the probe's inference failed (InferenceError", 3),
+    "one row at most": (models.linear([1, 4]), "takes one row per inference: nothing to batch", 1),
+}
+
+
+@pytest.mark.parametrize("source, why, n", REFUSED.values(), ids=REFUSED.keys())
+async def test_checked_refuses_a_model_batching_would_change_and_leaves_it_working(source, why, n):
+    async with aioinfer.load(source, device="CPU", config=models.EXACT) as model:
+        with pytest.raises(aioinfer.NotBatchableError) as refused:
+            await Batcher.checked(model, max_batch_size=8)
+        assert why in str(refused.value)
+        assert (await model.infer(np.ones((n, 4), np.float32)))[0].size > 0  # the model still serves
+        assert model.stats().in_flight == 0
+
+
+async def test_a_batcher_never_hands_out_rows_of_outputs_that_lost_the_batch_dimension():
+    # Constructed directly, a Batcher trusts the caller that rows do not interact; it can still see
+    # that outputs do not come back with one row per input row, and fails those calls instead of
+    # cutting every caller a wrong slice.
+    async with (
+        aioinfer.load(models.batch_dropped("reshape", [-1, 4]), device="CPU", config=models.EXACT) as model,
+        Batcher(model, max_batch_size=8, max_delay_ms=20) as batcher,
+    ):
+        assert batcher.basis == "declared batch-separable by the caller (no probe)"
+        results = await asyncio.gather(*(batcher.infer(rows(i)) for i in range(5)), return_exceptions=True)
+        for result in results:
+            assert isinstance(result, aioinfer.NotBatchableError), result
+            assert re.search(r"output 'y' came back with shape \[\d+\] for a batch of \d rows", str(result))
+        assert batcher.batches == batcher.items == 0  # nothing was answered
+        np.testing.assert_array_equal((await model.infer(rows(1)))[0], models.linear_expected(rows(1))[0])

@@ -3,96 +3,45 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import models
 import numpy as np
 import openvino as ov
+import openvino.opset13 as ops
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from servers import npy, text_png
+from servers import Serving, in_flight, npy, text_png
 
 pytestmark = pytest.mark.timeout(120)
+NPY = {"content-type": "application/x-npy"}
 
 
-class Serving:
-    """``async with Serving(*args) as server``: ``aioinfer serve *args`` as a subprocess on CPU,
-    exact f32, a free port, entered once it listens; killed at exit if it still runs."""
-
-    def __init__(self, *args: str | Path) -> None:
-        self.args = args
-        self.proc: asyncio.subprocess.Process  # started by __aenter__
-        self.log: list[str] = []
-        self.url = ""
-
-    async def __aenter__(self) -> Serving:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "aioinfer",
-            "serve",
-            *map(str, self.args),
-            "--device",
-            "CPU",
-            "--port",
-            "0",
-            "--config",
-            "INFERENCE_PRECISION_HINT=f32",
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            running = await self.wait_for_line("Uvicorn running on")
-        except BaseException:
-            await self.__aexit__()
-            raise
-        self.url = re.search(r"http://\S+", running).group(0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-    async def wait_for_line(self, text: str) -> str:
-        """Read the log until a line containing ``text`` (or the end of the log: then fail)."""
-        for line in self.log:
-            if text in line:
-                return line
-        while line := (await self.proc.stderr.readline()).decode():
-            self.log.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"the server exited without logging {text!r}:\n{''.join(self.log)}")
-
-    async def finish(self) -> int:
-        rest = await self.proc.stderr.read()
-        self.log.append(rest.decode())
-        return await self.proc.wait()
+async def held_back(body: bytes, release: asyncio.Event) -> AsyncIterator[bytes]:
+    """A body whose end the client holds back: its request is in flight until ``release``."""
+    yield body[:64]
+    await release.wait()
+    yield body[64:]
 
 
-def in_flight(metrics_text: str) -> float:
-    (family,) = [
-        f for f in text_string_to_metric_families(metrics_text) if f.name == "aioinfer_requests_in_flight"
-    ]
-    return family.samples[0].value
+def matmul_chain(size: int = 1024, layers: int = 300) -> ov.Model:
+    """``x`` [N, size, size] multiplied ``layers`` times by the identity, then summed per row:
+    seconds of exact work on 2 cores, which a cancelled job stops between two products."""
+    x = ops.parameter([-1, size, size], np.float32, name="x")
+    identity = ops.constant(np.eye(size, dtype=np.float32))
+    h = x
+    for _ in range(layers):
+        h = ops.matmul(h, identity, False, False)
+    y = ops.reduce_sum(h, ops.constant(np.array([1, 2], np.int64)), keep_dims=False)
+    return ov.Model([y.output(0)], [x], "matmul_chain")
 
 
 async def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(tmp_path):
     ov.save_model(models.slow_conv(128, 6), tmp_path / "slow.xml")
-    headers = {"content-type": "application/x-npy"}
+    headers = NPY
     bodies = [npy(np.full((1, 3, 128, 128), k, np.float32)) for k in range(7)]
     release = asyncio.Event()
-
-    async def held_back(body: bytes) -> AsyncIterator[bytes]:
-        """A body whose end the client holds back: its request is in flight until ``release``."""
-        yield body[:64]
-        await release.wait()
-        yield body[64:]
 
     async with Serving(tmp_path / "slow.xml", "--max-batch-size", "1", "--num-requests", "1") as server:
         await server.wait_for_line("ready on CPU")
@@ -103,7 +52,9 @@ async def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(
             ]
             held = {**headers, "content-length": str(len(bodies[6]))}
             calls.append(
-                asyncio.create_task(client.post("/v1/infer", content=held_back(bodies[6]), headers=held))
+                asyncio.create_task(
+                    client.post("/v1/infer", content=held_back(bodies[6], release), headers=held)
+                )
             )
             async with httpx.AsyncClient(base_url=server.url) as probe:
                 while in_flight((await probe.get("/metrics")).text) < 8:  # the 7 calls and this scrape
@@ -119,6 +70,36 @@ async def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(
         assert [r.json()["outputs"]["y"][0][0] for r in responses] == list(range(7))
         assert await server.finish() == 0
         assert "Finished server process" in "".join(server.log)
+
+
+async def test_requests_still_running_at_the_drain_timeout_answer_503_not_500(tmp_path):
+    """At ``--drain-timeout`` uvicorn cancelled what still ran: a 500 with a CancelledError traceback.
+    Now the app answers those requests 503 itself: one running on the device, one still sending
+    its body (held back by the client until the end)."""
+    ov.save_model(matmul_chain(), tmp_path / "slow.xml")
+    body = npy(np.ones((1, 1024, 1024), np.float32))
+    args = ("--max-batch-size", "1", "--num-requests", "1", "--drain-timeout", "1", "--body-timeout", "60")
+    async with Serving(tmp_path / "slow.xml", *args) as server:
+        await server.wait_for_line("ready on CPU")
+        reader, writer = await server.stalled("/v1/infer", len(body), body[:64])
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            running = asyncio.create_task(client.post("/v1/infer", content=body, headers=NPY))
+            while (await client.get("/v1/info")).json()["stats"]["running"] < 1:
+                pass
+            while in_flight((await client.get("/metrics")).text) < 3:  # the two and this scrape
+                pass
+            server.proc.send_signal(signal.SIGTERM)
+            answer = await running
+            sending = await reader.read()  # to the end: the server closes the connection
+        writer.close()
+        assert answer.status_code == 503, answer.text
+        assert "did not finish within its drain timeout" in answer.json()["message"]
+        assert answer.headers["retry-after"] == "1"
+        assert sending.startswith(b"HTTP/1.1 503 "), sending[:300]
+        assert b"did not finish within its drain timeout" in sending and b"retry-after: 1" in sending
+        assert await server.finish() == 0
+        log = "".join(server.log)
+        assert "CancelledError" not in log and "Exception in ASGI application" not in log
 
 
 async def test_static_batch_of_one_is_reshaped_for_batching_and_sigint_exits_0(tmp_path):

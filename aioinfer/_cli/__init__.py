@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from .._checks import expected, is_positive
 
 # each module defines ``add_parser(subparsers)`` that registers its sub-command with ``func=``
 COMMANDS = ("demo", "run", "bench", "serve")
@@ -26,18 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def positive(kind: type, *, zero: bool = False) -> Callable[[str], Any]:
-    """An argparse ``type=``: ``kind(text)`` (``int`` or ``float``), which must be > 0 (>= 0 with
-    ``zero=True``); anything else is a usage error naming what was expected."""
-    name = "an integer" if kind is int else "a number"
-    bound = ">= 0" if zero else ">= 1" if kind is int else "> 0"
+    """An argparse ``type=``: ``kind(text)`` (``int`` or ``float``), which must be finite and > 0
+    (>= 0 with ``zero=True``): "nan", "inf" and the like are usage errors naming what was expected,
+    by the same rule as the Python API's arguments (:mod:`aioinfer._checks`)."""
+    integer = kind is int
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}") from None
-        if value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(f"expected {name} {bound}, got {text!r}")
+            noun = "an integer" if integer else "a number"
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not is_positive(value, integer=integer, zero=zero):
+            wanted = expected(integer=integer, zero=zero, finite=not math.isfinite(value))
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         return value
 
     return parse

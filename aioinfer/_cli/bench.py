@@ -7,6 +7,7 @@ import asyncio
 
 from .._bench import bench_model, format_table, idle_overheads
 from .._bundled import bundled_model
+from . import positive
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,8 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", nargs="?", help="model path (default: bundled PP-OCR classifier)")
     p.add_argument("--shape", type=_shape, default=None, help="fixed input shape, e.g. 1,3,48,192")
     p.add_argument("--device", default="CPU")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--seconds", type=float, default=1.5, help="target duration of one method's run")
+    p.add_argument("--rounds", type=positive(int), default=5)
+    p.add_argument("--seconds", type=positive(float), default=1.5, help="target duration of one method's run")
     p.set_defaults(func=run)
 
 

@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="labels file for the task")
     p.add_argument("--device", default="AUTO")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 0 for any free one")
     p.add_argument(
         "--max-batch-size", type=positive(int), default=8, help="rows per batch; 1 turns batching off"
     )
@@ -45,11 +45,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="longest wait for a batch to fill",
     )
     p.add_argument(
+        "--batching",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="auto: batch only if a probe at start-up shows that the model's rows do not interact "
+        "(each row of a batch gets what it gets alone); on: the model is declared batch-separable, "
+        "no probe; off: one request per inference. GET /v1/info says which and why",
+    )
+    p.add_argument(
         "--max-queue", type=positive(int, zero=True), default=256, help="waiting requests beyond which 503"
     )
     p.add_argument("--timeout", type=positive(float), default=30.0, help="seconds per request before 504")
     p.add_argument(
         "--max-body-mb", type=positive(float), default=16.0, help="largest request body (413 beyond)"
+    )
+    p.add_argument(
+        "--max-decoded-mb",
+        type=positive(float),
+        default=256.0,
+        help="most that one request's body may decode to, as its headers declare (413 beyond, "
+        "before decoding)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=positive(float),
+        default=40.0,
+        help="largest image that /v1/predict decodes, as its header declares (413 beyond)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=positive(float),
+        default=30.0,
+        help="seconds for a request body to arrive in full (408 beyond)",
     )
     p.add_argument(
         "--drain-timeout",
@@ -86,9 +113,13 @@ def run(args: argparse.Namespace) -> int:
         _open(args),
         max_batch_size=args.max_batch_size,
         max_delay_ms=args.max_delay_ms,
+        batching=args.batching,
         max_queue=args.max_queue,
         timeout=args.timeout,
-        max_body_bytes=int(args.max_body_mb * 2**20),
+        max_body_bytes=_count(args.max_body_mb, 2**20),
+        max_decoded_bytes=_count(args.max_decoded_mb, 2**20),
+        max_pixels=_count(args.max_megapixels, 1e6),
+        body_timeout=args.body_timeout,
     )
     return asyncio.run(
         serve(app, host=args.host, port=args.port, drain_timeout=args.drain_timeout, log_level=args.log_level)
@@ -109,16 +140,18 @@ async def _open(args: argparse.Namespace) -> AsyncIterator[Any]:
     else:
         from .._model import load
 
-        source = await anyio.to_thread.run_sync(_batch_model, args.model, args.max_batch_size)
+        batching = args.max_batch_size > 1 and args.batching != "off"
+        source = await anyio.to_thread.run_sync(_batch_model, args.model, batching)
         # share_inputs: a request's decoded arrays are never written after they are submitted
         async with load(source, share_inputs=True, **options) as model:
             yield model
 
 
-def _batch_model(path: str, max_batch_size: int) -> str | ov.Model:
+def _batch_model(path: str, batching: bool) -> str | ov.Model:
     """The model read once, with its inputs' static batch of 1 made dynamic when batching is wanted
-    and OpenVINO can do it (else as it is); just ``path`` when batching is off (``load`` reads it)."""
-    if max_batch_size <= 1:
+    and OpenVINO can do it (else as it is): the app's probe then decides whether it is batched.
+    Just ``path`` when batching is off (``load`` reads it)."""
+    if not batching:
         return path
     model = _loading.read_model(path)
     shapes = [port.get_partial_shape() for port in model.inputs]
@@ -132,8 +165,21 @@ def _batch_model(path: str, max_batch_size: int) -> str | ov.Model:
     except Exception as exc:
         log.warning("cannot make the batch dimension dynamic (%s): dynamic batching is off", exc)
         return path  # a failed reshape may leave the model half changed: load it afresh
-    log.info("batch dimension reshaped from 1 to dynamic for batching")
+    log.info("batch dimension reshaped from 1 to dynamic: batched if the model proves batch-separable")
     return model
+
+
+def _port(text: str) -> int:
+    """A TCP port number: 0 (any free port) to 65535."""
+    if not (text.isdigit() and int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _count(value: float, unit: float) -> int:
+    """``value`` x ``unit`` (MB to bytes, megapixels to pixels) as a whole number, at least 1 and at
+    most 2**62: a limit as large as 1e300 MB means "none", not an overflow."""
+    return max(1, int(min(value * unit, 2**62)))
 
 
 def _key_value(text: str) -> tuple[str, str]:
