@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aioinfer.tasks import Classification, DetectedObject, Detections, LabelScore, TextLine, TextResult
-from aioinfer.tasks._draw import draw
+from aioinfer.tasks import (
+    Classification,
+    DetectedObject,
+    Detections,
+    LabelScore,
+    Segmentation,
+    TextLine,
+    TextResult,
+)
+from aioinfer.tasks._draw import HUES, MASK_ALPHA, color, draw
 
 
 @pytest.mark.parametrize(
@@ -27,3 +35,11 @@ def test_draw_makes_an_annotated_copy(pred):
 def test_unknown_prediction_is_rejected():
     with pytest.raises(TypeError, match="cannot draw a dict"):
         draw(np.zeros((2, 2, 3), np.uint8), {})
+
+
+def test_segmentation_colours_do_not_grow_with_the_class_ids():
+    # a model that outputs raw ids can give any int32: the palette must not be sized by them
+    ids = np.array([[0, 1, HUES - 1, HUES, -1, -HUES - 7, 100_000]], np.int32)
+    out = draw(np.zeros((1, ids.shape[1], 3), np.uint8), Segmentation(ids, ()))
+    expected = [np.round(np.array(color(int(i) % HUES)) * MASK_ALPHA) for i in ids[0]]
+    np.testing.assert_allclose(out[0], expected, atol=1)

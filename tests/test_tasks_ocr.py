@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import resource
 
 import cv2
 import models
@@ -17,9 +19,14 @@ from aioinfer import tasks
 from aioinfer._bundled import bundled_model
 from aioinfer.tasks import _ocr
 from aioinfer.tasks._ocr import (
+    CROP_MAX_PIXELS,
+    DET_MAX_SIDE,
+    LINE_BATCH,
+    REC_MAX_WIDTH,
     crop_quad,
     ctc_decode,
     det_input_size,
+    fit_height,
     order_quad,
     reading_order,
     text_quads,
@@ -53,6 +60,46 @@ def render(lines: list[str], font: int = cv2.FONT_HERSHEY_SIMPLEX, scale: float 
         boxes.append((xs.min(), ys.min(), xs.max(), ys.max()))
         image = np.minimum(image, alone)
     return image, boxes
+
+
+def grid(count: int, columns: int = 2) -> tuple[np.ndarray, list[str]]:
+    """A page of ``count`` short lines ("Item 00", ...) in ``columns`` far-apart columns, and the lines."""
+    rows = -(-count // columns)
+    image = np.full((rows * 36 + 20, columns * 260 + 20, 3), 255, np.uint8)
+    words = [f"Item {i:02d}" for i in range(count)]
+    for i, word in enumerate(words):
+        row, col = divmod(i, columns)
+        org = (20 + col * 260, 36 + row * 36)
+        cv2.putText(image, word, org, cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
+    return image, words
+
+
+class InferSpy:
+    """Wraps a real model's ``infer`` (not a mock: it calls through) to record the input shapes and
+    the most calls in flight at once."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+        self.in_flight = self.peak = 0
+
+    @contextlib.contextmanager
+    def on(self, model: aioinfer.AsyncModel):
+        real = model.infer
+
+        async def spy(x, **kw):
+            self.shapes.append(x.shape)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            try:
+                return await real(x, **kw)
+            finally:
+                self.in_flight -= 1
+
+        model.infer = spy
+        try:
+            yield self
+        finally:
+            del model.infer
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -110,26 +157,57 @@ async def test_blank_image_has_no_lines(ocr):
 
 @module_loop
 async def test_every_crop_is_recognized_concurrently(ocr):
-    # a spy around the real recognizer's infer (not a mock: it calls through) counts callers in flight
-    rec = ocr.models["rec"]
-    real, in_flight, peak = rec.infer, 0, 0
-
-    async def spy(x, **kw):
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        try:
-            return await real(x, **kw)
-        finally:
-            in_flight -= 1
-
-    rec.infer = spy
-    try:
+    with InferSpy().on(ocr.models["rec"]) as rec:
         pred = await ocr.predict(render(LINES)[0])
-    finally:
-        del rec.infer
     assert pred.texts == LINES
-    assert peak == len(LINES)
+    assert rec.peak == len(LINES)
+
+
+@module_loop
+async def test_many_lines_are_all_read_a_bounded_batch_at_a_time(ocr):
+    image, words = grid(LINE_BATCH + 8)
+    with InferSpy().on(ocr.models["cls"]) as cls, InferSpy().on(ocr.models["rec"]) as rec:
+        pred = await ocr.predict(image)
+    assert sorted(pred.texts) == words  # every line read, none dropped
+    assert len(rec.shapes) == len(cls.shapes) == len(words)
+    assert rec.peak == cls.peak == LINE_BATCH  # at most one batch of crops in flight
+    assert "crops" in ocr.stage_ms()  # the second batch was cropped on its own
+
+
+@module_loop
+async def test_min_limit_on_a_thin_strip_is_capped_by_det_max_side(ocr):
+    # the review's attack: PATCH {"det_limit_type": "min", "det_limit_side": 4096}, then a 2000x8
+    # image (a 147-byte PNG) asked for a 4096 x 1,024,000 detector input and exhausted memory
+    blank = np.full((8, 2000, 3), 255, np.uint8)
+    strip = np.full((40, 2000, 3), 255, np.uint8)
+    cv2.putText(strip, LINES[0], (20, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2, cv2.LINE_AA)
+    ocr.update_settings(det_limit_type="min", det_limit_side=4096)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    try:
+        with InferSpy().on(ocr.models["det"]) as det:
+            assert (await ocr.predict(blank)).lines == ()
+            assert (await ocr.predict(strip)).texts == [LINES[0]]  # scaled down to fit, still read
+    finally:
+        ocr.set_settings({})
+    assert det.shapes == [(1, 32, DET_MAX_SIDE, 3), (1, 96, DET_MAX_SIDE, 3)]
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 1024  # the unbounded input alone was 12 GB
+
+
+@module_loop
+async def test_det_limit_side_above_det_max_side_is_refused(ocr):
+    with pytest.raises(aioinfer.SettingsError, match=r"'det_limit_side': 960 exceeds setting 'det_max_side'"):
+        ocr.update_settings(det_max_side=512)
+    assert ocr.settings == dict(ocr.default_settings)  # nothing changed
+    ocr.update_settings(det_max_side=1024, det_limit_side=1024, det_limit_type="min")
+    try:
+        with InferSpy().on(ocr.models["det"]) as det:
+            assert (await ocr.predict(render(LINES)[0])).texts == LINES
+        assert max(det.shapes[0][1:3]) <= 1024
+    finally:
+        ocr.set_settings({})
+    with pytest.raises(aioinfer.SettingsError, match="det_limit_side <= det_max_side"):
+        await tasks.load(None, task="ocr", settings={"det_limit_side": 2000, "det_max_side": 1024})
 
 
 @module_loop
@@ -192,7 +270,8 @@ async def test_info_and_stage_latencies(ocr):
     assert (await ocr.predict(render(LINES)[0])).texts == LINES  # its own prediction: runs alone too
     stages = ocr.stage_ms()
     assert {"pre_process", "det", "boxes", "rec", "post_process"} <= set(stages)
-    assert set(stages) == {"pre_process", "forward", "det", "boxes", "cls", "rec_pre", "rec", "post_process"}
+    expected = {"pre_process", "forward", "det", "boxes", "cls", "rec_pre", "rec", "post_process"}
+    assert set(stages) - {"crops"} == expected  # crops: only after an image of over LINE_BATCH lines
     assert all(s.p50 is not None and s.p50 >= 0 for s in stages.values())
     for name, s in stages.items():
         assert s.p50 is not None and s.p95 is not None and s.p99 is not None, name
@@ -217,6 +296,34 @@ def test_det_input_size_rounds_to_32():
     assert det_input_size(1000, 2000, 960, "max") == (480, 960)
     assert det_input_size(100, 200, 736, "min") == (736, 1472)
     assert det_input_size(5, 5, 960, "max") == (32, 32)
+
+
+def test_det_input_size_never_exceeds_max_side():
+    assert det_input_size(8, 2000, 4096, "min") == (32, 4096)  # was (4096, 1024000): 12 GB of input
+    assert det_input_size(2000, 8, 4096, "min", 1000) == (992, 32)  # rounded down to a multiple of 32
+    assert det_input_size(10_000, 10_000, 32, "min") == (4096, 4096)  # "min" never grew it, the image did
+    assert det_input_size(100, 200, 736, "min", 1024) == (512, 1024)  # aspect ratio kept
+    for height, width in [(1, 100_000), (8, 2000), (3000, 4000), (50_000, 7), (4096, 4096)]:
+        for limit_type in ("min", "max"):
+            for limit, cap in [(32, 32), (960, 4096), (4096, 4096), (1000, 1000), (4090, 4090)]:
+                size = det_input_size(height, width, limit, limit_type, cap)
+                assert max(size) <= max(32, cap) and min(size) >= 32, (height, width, limit_type, limit, cap)
+
+
+def test_rec_input_width_is_capped():
+    wide = fit_height(np.zeros((8, 2000, 3), np.uint8), 48, 320, REC_MAX_WIDTH)  # 12000 wide unbounded
+    assert wide.shape == (1, 48, REC_MAX_WIDTH, 3)
+    assert _ocr._rec_inputs([np.zeros((8, 2000, 3), np.uint8)])[0].shape == (1, 48, REC_MAX_WIDTH, 3)
+    assert fit_height(np.zeros((24, 100, 3), np.uint8), 48, 320, REC_MAX_WIDTH).shape == (1, 48, 320, 3)
+
+
+def test_crop_of_a_huge_quad_is_bounded():
+    image = np.zeros((1500, 3000, 3), np.uint8)
+    quad = np.array([[0, 0], [2999, 0], [2999, 1499], [0, 1499]], np.float32)
+    crop = crop_quad(image, quad)  # 4.5 Mpx unbounded
+    height, width = crop.shape[:2]
+    assert height * width <= CROP_MAX_PIXELS
+    assert width / height == pytest.approx(2999 / 1499, rel=0.01)
 
 
 def test_text_quads_on_a_crafted_probability_map():

@@ -64,6 +64,35 @@ def test_invalid_values_are_rejected_with_the_key_named(key, value, message):
     assert s.values["conf_threshold"] == 0.25  # all or nothing
 
 
+BOUNDED = {
+    "side": Setting(960, 32, 4096, at_most="max_side"),
+    "max_side": Setting(4096, 32, 4096),
+}
+
+
+def test_a_setting_bounded_by_another_is_checked_on_every_change(tmp_path):
+    s = Settings(BOUNDED)
+    assert s.describe()["side"] == "an integer in [32, 4096], at most max_side"
+    s.update({"side": 2000, "max_side": 2000})  # both at once: checked together
+    with pytest.raises(aioinfer.SettingsError, match=r"'side': 2000 exceeds setting 'max_side' \(1000\)"):
+        s.update({"max_side": 1000})
+    assert dict(s.values) == {"side": 2000, "max_side": 2000}  # all or nothing
+    with pytest.raises(aioinfer.SettingsError, match="side <= max_side"):
+        s.set({"max_side": 500})  # against the default side, 960
+    (tmp_path / "s.yml").write_text("side: 3000\nmax_side: 2000\n")
+    with pytest.raises(aioinfer.SettingsError, match="side <= max_side"):
+        _settings.check_settings(BOUNDED, tmp_path / "s.yml")
+    with pytest.raises(aioinfer.SettingsError, match="side <= max_side"):
+        Settings(BOUNDED, {"side": 3000, "max_side": 2000})
+    checked = _settings.check_settings(BOUNDED, {"max_side": 960})
+    assert dict(Settings(BOUNDED, checked).values) == {"side": 960, "max_side": 960}
+
+
+def test_a_bound_naming_an_undeclared_setting_is_a_spec_error():
+    with pytest.raises(ValueError, match=r"at_most names settings it does not declare: \['limit'\]"):
+        Settings({"side": Setting(1, 0, 10, at_most="limit")})
+
+
 def test_yaml_and_dict_round_trip(tmp_path):
     s = Settings(SPECS)
     s.update({"conf_threshold": 0.4, "mode": "min"})

@@ -11,13 +11,20 @@ from ._predictions import Classification, Detections, Segmentation, TextResult
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 MASK_ALPHA = 0.5  # weight of the class colours over the image
+HUES = 180  # OpenCV's hue range: colours repeat every 180 class ids
 
 
 def color(index: int) -> tuple[int, int, int]:
-    """A distinct, stable BGR colour for a class id."""
-    hue = (index * 47) % 180
+    """A distinct, stable BGR colour for a class id (the same for ids that differ by ``HUES``)."""
+    hue = (index * 47) % HUES
     bgr = cv2.cvtColor(np.array([[[hue, 220, 255]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
     return (int(bgr[0]), int(bgr[1]), int(bgr[2]))
+
+
+@functools.cache
+def _palette() -> np.ndarray:
+    """``color(i)`` for every ``i`` in ``range(HUES)``: [HUES, 3] uint8, whatever ids a map holds."""
+    return np.array([color(i) for i in range(HUES)], np.uint8)
 
 
 def draw(image: np.ndarray, prediction: object) -> np.ndarray:
@@ -51,9 +58,8 @@ def _(prediction: Classification, image: np.ndarray) -> np.ndarray:
 
 @_draw.register
 def _(prediction: Segmentation, image: np.ndarray) -> np.ndarray:
-    ids = prediction.class_map
-    palette = np.array([color(i) for i in range(int(ids.max()) + 1)], np.uint8)
-    return cv2.addWeighted(image, 1 - MASK_ALPHA, palette[ids], MASK_ALPHA, 0)
+    colours = _palette()[prediction.class_map % HUES]  # image-sized, however large the ids
+    return cv2.addWeighted(image, 1 - MASK_ALPHA, colours, MASK_ALPHA, 0)
 
 
 @_draw.register

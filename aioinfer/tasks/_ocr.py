@@ -4,6 +4,11 @@ optional 0/180° orientation → recognition (CTC) of every crop concurrently ov
 Runs the PP-OCR models shipped in the ``rapidocr`` wheel by default. Thresholds and normalization
 follow PP-OCR's published defaults (``(pixel / 255 - 0.5) / 0.5`` on BGR, DB thresholds 0.3/0.5,
 unclip ratio 1.6, recognizer height 48 and minimum width 320, classifier 48x192).
+
+Every size an image and the settings imply is bounded before it is allocated: the detector's input
+(no side above ``det_max_side``, at most 4096), each line's crop (``CROP_MAX_PIXELS``), the
+recognizer's input width (``REC_MAX_WIDTH``, PaddleX's cap) and the lines in flight per image
+(``LINE_BATCH``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ from ._settings import Setting, SettingsSource
 
 PPOCR_NORMALIZATION = Normalization(mean=(127.5,) * 3, scale=(127.5,) * 3, rgb=False)
 REC_HEIGHT, REC_MIN_WIDTH = 48, 320
+REC_MAX_WIDTH = 3200  # PaddleX's cap: a line wider than 3200/48 (66.7:1) is squeezed to this width
+DET_MAX_SIDE = 4096  # the detector's input never has a longer side (~2.4 GiB per request on CPU)
+CROP_MAX_PIXELS = 1 << 20  # a line's crop larger than this is warped at a smaller scale to fit
+LINE_BATCH = 32  # lines cropped, classified and recognized at a time, per image
 CLS_HEIGHT, CLS_WIDTH = 48, 192
 PAD_VALUE = 127  # mid-grey: ~0 after normalization, like PP-OCR's zero padding
 LINE_Y_TOLERANCE = 10  # boxes whose tops differ by less than this many pixels are on one line
@@ -46,21 +55,23 @@ class _Meta:
     cfg: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class _Lines:
-    quads: list[np.ndarray]  # [4, 2] float32 in image pixels: tl, tr, br, bl
-    crops: list[np.ndarray]
-
-
-def det_input_size(height: int, width: int, limit_side: int, limit_type: str) -> tuple[int, int]:
-    """The detector's input (height, width): scaled so the ``min``/``max`` side meets ``limit_side``,
-    each side rounded to a multiple of 32 (at least 32)."""
+def det_input_size(
+    height: int, width: int, limit_side: int, limit_type: str, max_side: int = DET_MAX_SIDE
+) -> tuple[int, int]:
+    """The detector's input (height, width) for an image of ``height`` x ``width``: scaled down so
+    its longer side is at most ``limit_side`` (``limit_type`` ``max``), or up so its shorter side
+    is at least ``limit_side`` (``min``); then scaled down, keeping the aspect ratio, until no side
+    exceeds ``max_side`` (PaddleOCR's ``max_side_limit``: it wins over ``min``); each side rounded
+    to a multiple of 32, at least 32 and at most ``max_side`` rounded down to a multiple of 32."""
     short, long = min(height, width), max(height, width)
-    if limit_type == "max":
-        ratio = limit_side / long if long > limit_side else 1.0
-    else:
-        ratio = limit_side / short if short < limit_side else 1.0
-    return (max(32, round(height * ratio / 32) * 32), max(32, round(width * ratio / 32) * 32))
+    ratio = min(1.0, limit_side / long) if limit_type == "max" else max(1.0, limit_side / short)
+    ratio = min(ratio, max_side / long)
+    cap = max(32, max_side // 32 * 32)
+
+    def side(pixels: int) -> int:
+        return min(cap, max(32, round(pixels * ratio / 32) * 32))
+
+    return (side(height), side(width))
 
 
 def order_quad(points: np.ndarray) -> np.ndarray:
@@ -118,10 +129,14 @@ def reading_order(quads: Sequence[np.ndarray]) -> list[int]:
     return sorted(by_top, key=lambda i: (lines[i], float(quads[i][0, 0])))
 
 
-def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """The region inside ``quad`` warped upright; turned 90° when much taller than wide."""
-    width = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2])))
-    height = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
+def crop_quad(image: np.ndarray, quad: np.ndarray, max_pixels: int = CROP_MAX_PIXELS) -> np.ndarray:
+    """The region inside ``quad`` warped upright; turned 90° when much taller than wide. A region
+    of more than ``max_pixels`` is warped at the scale that fits it in ``max_pixels`` (same aspect
+    ratio), so no crop is larger, whatever the quad."""
+    width = float(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2])))
+    height = float(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
+    scale = min(1.0, math.sqrt(max_pixels / max(1.0, width * height)))
+    width, height = max(1, int(width * scale)), max(1, int(height * scale))
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
     matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
     crop = cv2.warpPerspective(
@@ -130,13 +145,11 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(crop)) if height >= 1.5 * width else crop
 
 
-def fit_height(crop: np.ndarray, height: int, min_width: int, max_width: int | None = None) -> np.ndarray:
-    """``crop`` resized to ``height`` keeping its aspect ratio (width capped at ``max_width``), padded
-    on the right with mid-grey to at least ``min_width``; as a batch of one."""
+def fit_height(crop: np.ndarray, height: int, min_width: int, max_width: int) -> np.ndarray:
+    """``crop`` resized to ``height`` keeping its aspect ratio, or squeezed to ``max_width`` when it
+    would be wider, padded on the right with mid-grey to at least ``min_width``; as a batch of one."""
     h, w = crop.shape[:2]
-    width = math.ceil(height * w / h)
-    if max_width is not None:
-        width = min(width, max_width)
+    width = min(math.ceil(height * w / h), max_width)
     canvas = np.full((height, max(width, min_width), 3), PAD_VALUE, np.uint8)
     canvas[:, :width] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
     return as_batch(canvas)
@@ -167,19 +180,30 @@ class OCRTask(Task):
     """Text lines in an image, with their polygons and confidences.
 
     Models: ``det`` (DB text detector: image → probability map), ``rec`` (CTC recognizer on crops
-    48 pixels high), and ``cls`` (0/180° line orientation; optional). Every crop of an image is
-    classified and recognized concurrently: one ``infer`` per crop, all in flight at once.
+    48 pixels high), and ``cls`` (0/180° line orientation; optional). The lines of an image are
+    classified and recognized concurrently, one ``infer`` per crop, ``LINE_BATCH`` (32) lines in
+    flight at a time: an image with more lines is read in batches of 32, every line of it
+    (``max_candidates`` bounds how many text regions are considered), so memory stays bounded.
 
-    Stages (:meth:`stage_ms`): ``pre_process``, ``det``, ``boxes`` (lines, crops and the next
-    model's inputs, on a worker thread), ``cls``, ``rec_pre`` (upside-down crops turned over and
-    the recognizer's inputs; these two with the classifier on), ``rec``, ``forward`` (all of
-    ``det`` to ``rec``) and ``post_process``.
+    Stages (:meth:`stage_ms`): ``pre_process``, ``det``, ``boxes`` (lines, and the crops and next
+    model's inputs of the first batch of lines, on a worker thread), ``crops`` (the same for each
+    further batch), ``cls``, ``rec_pre`` (upside-down crops turned over and the recognizer's
+    inputs; these two with the classifier on), ``rec``, ``forward`` (all of ``det`` to ``rec``)
+    and ``post_process``.
     """
 
     name = "ocr"
     settings_spec: ClassVar[dict[str, Setting]] = {
-        "det_limit_side": Setting(960, 32, 4096, doc="detector input side limit, pixels"),
+        "det_limit_side": Setting(
+            960, 32, DET_MAX_SIDE, at_most="det_max_side", doc="detector input side limit, pixels"
+        ),
         "det_limit_type": Setting("max", choices=("max", "min"), doc="which side det_limit_side bounds"),
+        "det_max_side": Setting(
+            DET_MAX_SIDE,
+            32,
+            DET_MAX_SIDE,
+            doc="no side of the detector input exceeds this; a larger one is scaled down to fit",
+        ),
         "det_thresh": Setting(0.3, 0.0, 1.0, doc="probability above which a pixel is text"),
         "box_thresh": Setting(0.5, 0.0, 1.0, doc="minimum mean probability of a text box"),
         "unclip_ratio": Setting(1.6, 0.0, 10.0, doc="how much a text kernel is grown into its box"),
@@ -242,34 +266,49 @@ class OCRTask(Task):
     def pre_process(self, image: np.ndarray) -> tuple[np.ndarray, _Meta]:
         cfg = self.settings_now
         h, w = image.shape[:2]
-        in_h, in_w = det_input_size(h, w, cfg["det_limit_side"], cfg["det_limit_type"])
+        in_h, in_w = det_input_size(h, w, cfg["det_limit_side"], cfg["det_limit_type"], cfg["det_max_side"])
         resized = cv2.resize(image, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
         return as_batch(resized), _Meta(image, in_w / w, in_h / h, cfg)
 
-    async def forward(self, inputs: np.ndarray, meta: _Meta) -> tuple[_Lines, list[Outputs]]:
+    async def forward(self, inputs: np.ndarray, meta: _Meta) -> tuple[list[np.ndarray], list[Outputs]]:
+        """The lines' quads in reading order and the recognizer's output for each, ``LINE_BATCH``
+        lines at a time (only one batch's crops and inputs exist at once)."""
         det = await self.timed("det", self.models["det"].infer(inputs))
         orient = bool(meta.cfg["use_cls"]) and "cls" in self.models
-        lines, batches = await self.run_sync("boxes", self._boxes, det[0], meta, orient)
-        if orient and lines.crops:  # (no crops: no inputs for either model)
+        quads, prepared = await self.run_sync("boxes", self._boxes, det[0], meta, orient)
+        rec: list[Outputs] = []
+        for start in range(0, len(quads), LINE_BATCH):
+            if start:
+                batch = quads[start : start + LINE_BATCH]
+                prepared = await self.run_sync("crops", _prepare, meta.image, batch, orient)
+            rec += await self._recognize(*prepared, meta.cfg, orient)
+        return quads, rec
+
+    async def _recognize(
+        self, crops: list[np.ndarray], batches: list[np.ndarray], cfg: Mapping[str, Any], orient: bool
+    ) -> list[Outputs]:
+        """The recognizer's outputs for ``crops``, all in flight at once; ``batches`` are the
+        classifier's inputs when ``orient`` (crops it finds upside down are turned first), else the
+        recognizer's."""
+        if orient:
             cls_model = self.models["cls"]
             outs = await self.timed("cls", asyncio.gather(*(cls_model.infer(b) for b in batches)))
-            lines, batches = await self.run_sync(
-                "rec_pre", _upright_rec_inputs, lines, [o[0][0] for o in outs], meta.cfg["cls_thresh"]
-            )
+            probs = [o[0][0] for o in outs]
+            batches = await self.run_sync("rec_pre", _upright_rec_inputs, crops, probs, cfg["cls_thresh"])
         rec_model = self.models["rec"]
-        rec = await self.timed("rec", asyncio.gather(*(rec_model.infer(b) for b in batches)))
-        return lines, list(rec)
+        return list(await self.timed("rec", asyncio.gather(*(rec_model.infer(b) for b in batches))))
 
-    def post_process(self, outputs: tuple[_Lines, list[Outputs]], meta: _Meta) -> TextResult:
-        lines, rec = outputs
+    def post_process(self, outputs: tuple[list[np.ndarray], list[Outputs]], meta: _Meta) -> TextResult:
+        quads, rec = outputs
         found = []
-        for quad, out in zip(lines.quads, rec, strict=True):
+        for quad, out in zip(quads, rec, strict=True):
             text, score = ctc_decode(out["ids"][0], out["scores"][0], self.characters)
             if text and score >= meta.cfg["text_score"]:
                 found.append(TextLine(text, score, tuple((float(x), float(y)) for x, y in quad)))
         return TextResult(tuple(found), meta.image.shape[:2])
 
-    def _lines(self, prob: np.ndarray, meta: _Meta) -> _Lines:
+    def _quads(self, prob: np.ndarray, meta: _Meta) -> list[np.ndarray]:
+        """The text lines of the detector's map ``prob`` as quads in image pixels, in reading order."""
         cfg = meta.cfg
         found = text_quads(
             prob[0, 0],
@@ -284,17 +323,27 @@ class OCRTask(Task):
             quad = np.clip(quad / [meta.scale_x, meta.scale_y], 0, [w - 1, h - 1]).astype(np.float32)
             if min(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[0] - quad[3])) > MIN_BOX_SIDE:
                 quads.append(quad)
-        quads = [quads[i] for i in reading_order(quads)]
-        return _Lines(quads, [crop_quad(meta.image, q) for q in quads])
+        return [quads[i] for i in reading_order(quads)]
 
-    def _boxes(self, prob: np.ndarray, meta: _Meta, orient: bool) -> tuple[_Lines, list[np.ndarray]]:
-        """The lines, and the next model's inputs: the classifier's when ``orient``, else the recognizer's."""
-        lines = self._lines(prob, meta)
-        return lines, (_cls_inputs if orient else _rec_inputs)(lines.crops)
+    def _boxes(
+        self, prob: np.ndarray, meta: _Meta, orient: bool
+    ) -> tuple[list[np.ndarray], tuple[list[np.ndarray], list[np.ndarray]]]:
+        """The lines' quads, and the first ``LINE_BATCH`` lines prepared by :func:`_prepare`."""
+        quads = self._quads(prob, meta)
+        return quads, _prepare(meta.image, quads[:LINE_BATCH], orient)
+
+
+def _prepare(
+    image: np.ndarray, quads: list[np.ndarray], orient: bool
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The crops of ``quads``, and the next model's inputs: the classifier's when ``orient``, else
+    the recognizer's."""
+    crops = [crop_quad(image, q) for q in quads]
+    return crops, (_cls_inputs if orient else _rec_inputs)(crops)
 
 
 def _rec_inputs(crops: list[np.ndarray]) -> list[np.ndarray]:
-    return [fit_height(c, REC_HEIGHT, REC_MIN_WIDTH) for c in crops]
+    return [fit_height(c, REC_HEIGHT, REC_MIN_WIDTH, REC_MAX_WIDTH) for c in crops]
 
 
 def _cls_inputs(crops: list[np.ndarray]) -> list[np.ndarray]:
@@ -309,12 +358,9 @@ def _upright(crops: list[np.ndarray], probs: list[np.ndarray], thresh: float) ->
     ]
 
 
-def _upright_rec_inputs(
-    lines: _Lines, probs: list[np.ndarray], thresh: float
-) -> tuple[_Lines, list[np.ndarray]]:
-    """The lines with upside-down crops turned over, and the recognizer's inputs."""
-    crops = _upright(lines.crops, probs, thresh)
-    return _Lines(lines.quads, crops), _rec_inputs(crops)
+def _upright_rec_inputs(crops: list[np.ndarray], probs: list[np.ndarray], thresh: float) -> list[np.ndarray]:
+    """The recognizer's inputs, upside-down crops turned over."""
+    return _rec_inputs(_upright(crops, probs, thresh))
 
 
 def _succeeded(job: asyncio.Future[Any]) -> bool:

@@ -21,13 +21,15 @@ SettingsSource = Union[Mapping[str, Any], str, "os.PathLike[str]"]
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting: its default and what it accepts (a type, an inclusive range or a set of choices)."""
+    """One setting: its default and what it accepts (a type, an inclusive range or a set of choices;
+    ``at_most``: the name of another setting of the same task whose value this one may not exceed)."""
 
     default: Any
     low: float | None = None
     high: float | None = None
     choices: Sequence[Any] | None = None
     doc: str = ""
+    at_most: str | None = None
 
     @property
     def kind(self) -> type:
@@ -41,7 +43,8 @@ class Setting:
             return "true or false"
         low = "-inf" if self.low is None else self.low
         high = "inf" if self.high is None else self.high
-        return f"{'an integer' if self.kind is int else 'a number'} in [{low}, {high}]"
+        bound = f", at most {self.at_most}" if self.at_most else ""
+        return f"{'an integer' if self.kind is int else 'a number'} in [{low}, {high}]{bound}"
 
     def check(self, key: str, value: Any) -> Any:
         """``value`` converted to this setting's type, or :class:`SettingsError` naming ``key``."""
@@ -70,6 +73,9 @@ class Settings:
     so a rejected change leaves the settings as they were."""
 
     def __init__(self, specs: Mapping[str, Setting], initial: SettingsSource | None = None) -> None:
+        unknown = {s.at_most for s in specs.values() if s.at_most is not None} - set(specs)
+        if unknown:
+            raise ValueError(f"settings spec: at_most names settings it does not declare: {sorted(unknown)}")
         self._origin = specs
         self._specs = dict(specs)
         self.defaults: Mapping[str, Any] = MappingProxyType({k: s.default for k, s in self._specs.items()})
@@ -79,7 +85,7 @@ class Settings:
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Change the given keys, keep the others."""
-        self.values = MappingProxyType({**self.values, **self._check(changes)})
+        self.values = self._merged(self.values, self._check(changes))
 
     def set(self, source: SettingsSource) -> None:
         """Reset to the defaults, then apply ``source`` (a mapping or a YAML file's path)."""
@@ -87,10 +93,23 @@ class Settings:
             checked = dict(source)  # read and validated already, against these specs
         else:
             checked = self._check(read_settings(source))
-        self.values = MappingProxyType({**self.defaults, **checked})
+        self.values = self._merged(self.defaults, checked)
 
     def _check(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         return {key: self._spec(key).check(key, value) for key, value in changes.items()}
+
+    def _merged(self, base: Mapping[str, Any], checked: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``base`` with the ``checked`` changes, once every ``at_most`` between settings holds,
+        else :class:`SettingsError` naming both settings."""
+        values = {**base, **checked}
+        for key, spec in self._specs.items():
+            other = spec.at_most
+            if other is not None and values[key] > values[other]:
+                raise SettingsError(
+                    f"setting {key!r}: {values[key]!r} exceeds setting {other!r} ({values[other]!r}); "
+                    f"expected {key} <= {other}"
+                )
+        return MappingProxyType(values)
 
     def describe(self) -> dict[str, str]:
         """What each setting accepts, by key."""
@@ -119,7 +138,10 @@ def check_settings(specs: Mapping[str, Setting], source: SettingsSource | None) 
     Raises :class:`SettingsError` like :meth:`Settings.set`."""
     if source is None or is_checked(source, specs):
         return source
-    return CheckedSettings(specs, Settings(specs)._check(read_settings(source)))
+    settings = Settings(specs)
+    changes = settings._check(read_settings(source))
+    settings._merged(settings.defaults, changes)  # the bounds between settings, as set() checks them
+    return CheckedSettings(specs, changes)
 
 
 def is_checked(source: SettingsSource | None, specs: Mapping[str, Setting]) -> bool:
