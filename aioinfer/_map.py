@@ -11,7 +11,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ._sources import Frame, FrameSource
+from ._errors import FrameError, ItemCancelledError
+from ._sources import Frame, FrameSource, guard_source, source_name
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds arrays
@@ -20,7 +21,9 @@ class MapResult:
 
     For a :class:`Frame`, ``index``/``timestamp_ms`` are the frame's and ``frame`` its image; for any
     other item ``index`` is its position in the iterable, ``timestamp_ms`` is ``None`` and ``frame``
-    the item itself. ``error`` is set (and ``output`` is ``None``) only with ``return_exceptions=True``.
+    the item itself. ``error`` is set (and ``output`` is ``None``) only with ``return_exceptions=True``;
+    for a frame the source could not read, it is that frame's :class:`FrameError` and ``frame`` is
+    ``None``.
     """
 
     index: int
@@ -32,8 +35,9 @@ class MapResult:
 
 @dataclass(frozen=True)
 class MapStats:
-    """A snapshot of a running map: items read from the source, inferred (successfully), failed,
-    dropped by the source's ``drop`` policy, in flight (running now), results yielded per second."""
+    """A snapshot of a running map: items read from the source, inferred (successfully), failed (the
+    function raised, or the source could not read the frame), dropped by the source's ``drop``
+    policy, in flight (running now), results yielded per second."""
 
     read: int
     inferred: int
@@ -55,7 +59,7 @@ class _End:
 class _Job:
     __slots__ = ("frame", "index", "task", "timestamp_ms")
 
-    def __init__(self, index: int, timestamp_ms: float | None, frame: Any, task: asyncio.Task[Any]) -> None:
+    def __init__(self, index: int, timestamp_ms: float | None, frame: Any, task: asyncio.Future[Any]) -> None:
         self.index = index
         self.timestamp_ms = timestamp_ms
         self.frame = frame
@@ -75,28 +79,39 @@ class _State:
         self.ordered = ordered
         self.slots = asyncio.Semaphore(max_in_flight)
         self.results: asyncio.Queue[_Job | _End] = asyncio.Queue()
-        self.running: set[asyncio.Task[Any]] = set()
+        self.running: set[asyncio.Future[Any]] = set()
         self.source_done = False
         self.source_error: BaseException | None = None
         self.feeder: asyncio.Task[None] | None = None
+        self.stop_requested = False  # the feeder was told to read no more (a CancelledError is ours)
+        self.draining = False  # ... by stop(): the jobs in flight are still yielded
         self.read = self.inferred = self.failed = 0
         self.t0: float | None = None
 
     def submit(self, position: int, item: Any) -> None:
-        if isinstance(item, Frame):
-            index, timestamp, frame = item.index, item.timestamp_ms, item.image
+        """Start the job of one item read from the source: ``fn(item)``, ``fn(frame.image)`` for a
+        Frame; for a frame the source could not read (its FrameError), a job failed with that error."""
+        if isinstance(item, FrameError):
+            job = _Job(item.index, None, None, self._failed(item))
+        elif isinstance(item, Frame):
+            job = _Job(item.index, item.timestamp_ms, item.image, asyncio.ensure_future(self.fn(item.image)))
         else:
-            index, timestamp, frame = position, None, item
-        task = asyncio.ensure_future(self.fn(frame))
-        job = _Job(index, timestamp, frame, task)
+            job = _Job(position, None, item, asyncio.ensure_future(self.fn(item)))
         self.read += 1
-        self.running.add(task)
-        task.add_done_callback(lambda t: self._done(job))
+        self.running.add(job.task)
+        job.task.add_done_callback(lambda t: self._done(job))
         if self.ordered:
             self.results.put_nowait(job)
 
+    def _failed(self, error: BaseException) -> asyncio.Future[Any]:
+        future = self.loop.create_future()
+        future.set_exception(error)
+        return future
+
     def _done(self, job: _Job) -> None:
         self.running.discard(job.task)
+        if not job.task.cancelled():
+            job.task.exception()  # retrieved: a failure never yielded (after a break) is not logged
         if not self.ordered:
             self.results.put_nowait(job)
             if self.source_done and not self.running:
@@ -107,38 +122,57 @@ class _State:
         if self.ordered or not self.running:
             self.results.put_nowait(_End(error))
 
-    def cancel(self) -> list[asyncio.Task[Any]]:
+    def stop_reading(self, drain: bool) -> None:
+        """Tell the feeder to read no more; ``drain``: the jobs in flight are still yielded (else
+        nobody reads the results any more). A CancelledError the feeder sees from now on is ours."""
+        self.stop_requested = True
+        self.draining = self.draining or drain
+        if self.feeder is not None:
+            self.feeder.cancel()
+
+    def cancel(self) -> list[asyncio.Future[Any]]:
         """Stop reading and cancel every job not yet yielded; returns the tasks to await."""
-        tasks = list(self.running)
+        tasks: list[asyncio.Future[Any]] = list(self.running)
         if self.feeder is not None:
             tasks.append(self.feeder)
+        self.stop_reading(drain=False)
         for task in tasks:
             task.cancel()
         return tasks
 
 
-async def _feed(state: _State, stopping: asyncio.Event) -> None:
-    """Read an item only when a slot is free, so at most ``max_in_flight`` are read and not yielded."""
-    error: BaseException | None = None
+async def _feed(state: _State) -> None:
+    """The feeder task: reads the source into jobs, then marks the end of the results, with the
+    source's error if it failed (whatever it raised, CancelledError included), so the consumer never
+    waits for an end that does not come. Only once the consumer has gone does it end silently."""
     try:
-        iterator = _aiter(state.items)
-        position = 0
-        while not stopping.is_set():
-            await state.slots.acquire()
-            try:
-                item = await iterator.__anext__()
-            except StopAsyncIteration:
-                break
-            if state.t0 is None:
-                state.t0 = time.perf_counter()
-            state.submit(position, item)
-            position += 1
+        error = await guard_source(_read(state), source_name(state.items), lambda: state.stop_requested)
     except asyncio.CancelledError:
-        if not stopping.is_set():
+        if not state.draining:
             raise
-    except Exception as exc:  # the source failed: raised to the consumer after the results before it
-        error = exc
+        error = None
     state.finish_source(error)
+
+
+async def _read(state: _State) -> None:
+    """Submit the source's items, each only once a slot is free, so that at most ``max_in_flight``
+    are read and not yet yielded. A frame the source could not read (FrameError) is a failed item."""
+    iterator = _aiter(state.items)
+    position = 0
+    while not state.stop_requested:
+        await state.slots.acquire()
+        try:
+            item = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        except FrameError as exc:  # that frame failed; the source goes on
+            item = exc
+        if state.stop_requested:  # a source that swallowed our cancellation: start nothing more
+            return
+        if state.t0 is None:
+            state.t0 = time.perf_counter()
+        state.submit(position, item)
+        position += 1
 
 
 class MapIterator(AsyncIterator[MapResult]):
@@ -163,7 +197,6 @@ class MapIterator(AsyncIterator[MapResult]):
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         self._state = _State(fn, items, max_in_flight, ordered)
         self._return_exceptions = return_exceptions
-        self._stopping = asyncio.Event()
         self._finished = False
         unit = "frame" if isinstance(items, FrameSource) else "item"
         self._bar = tqdm(total=_length(items), unit=unit, dynamic_ncols=True) if progress else None
@@ -176,7 +209,7 @@ class MapIterator(AsyncIterator[MapResult]):
         if self._finished:
             raise StopAsyncIteration
         if state.feeder is None:
-            state.feeder = asyncio.ensure_future(_feed(state, self._stopping))
+            state.feeder = asyncio.ensure_future(_feed(state))
         try:
             message = await state.results.get()
             if not isinstance(message, _End):
@@ -184,6 +217,8 @@ class MapIterator(AsyncIterator[MapResult]):
         except BaseException:  # the consumer was cancelled
             self._finish()
             raise
+        if self._finished:  # closed meanwhile (aclose from another task): its job was cancelled
+            raise StopAsyncIteration
         if isinstance(message, _End):
             self._finish()
             if message.error is not None:
@@ -194,7 +229,7 @@ class MapIterator(AsyncIterator[MapResult]):
     def _result(self, job: _Job) -> MapResult:
         state = self._state
         state.slots.release()
-        error = asyncio.CancelledError() if job.task.cancelled() else job.task.exception()
+        error = _job_error(job)
         if error is None:
             state.inferred += 1
         else:
@@ -222,9 +257,7 @@ class MapIterator(AsyncIterator[MapResult]):
 
     def stop(self) -> None:
         """Read no more items; the jobs already in flight finish and are yielded, then iteration ends."""
-        self._stopping.set()
-        if self._state.feeder is not None:
-            self._state.feeder.cancel()
+        self._state.stop_reading(drain=True)
 
     async def aclose(self) -> None:
         """Cancel the jobs in flight and wait until they are gone. Idempotent."""
@@ -313,8 +346,13 @@ def amap(
 
     Yields a :class:`MapResult` per item, in input order with ``ordered=True``, as they complete
     otherwise. An exception from ``fn`` is raised at its item (the rest are cancelled), or returned in
-    ``MapResult.error`` with ``return_exceptions=True``. An exception from the source is raised after
-    the results of the items read before it. ``progress=True`` shows a tqdm bar (total when known).
+    ``MapResult.error`` with ``return_exceptions=True``; so is a frame a FrameSource could not read
+    (its :class:`FrameError`), after which the next frames keep coming. ``fn`` raising
+    ``CancelledError`` on its own fails its item with :class:`ItemCancelledError`. An exception from
+    the source is raised after the results of the items read before it, whatever it is: a source
+    raising ``CancelledError`` on its own raises a :class:`SourceError` (it is neither the end of the
+    items nor a cancellation of the consumer). Cancelling the consumer cancels the jobs in flight and
+    raises ``CancelledError``. ``progress=True`` shows a tqdm bar (total when known).
     """
     return MapIterator(
         fn,
@@ -324,6 +362,20 @@ def amap(
         return_exceptions=return_exceptions,
         progress=progress,
     )
+
+
+def _job_error(job: _Job) -> BaseException | None:
+    """The exception the job failed with, if any. Only ``fn`` itself can have cancelled a job whose
+    result is yielded (the map cancels jobs only once nothing more is yielded): ItemCancelledError."""
+    try:
+        return job.task.exception()
+    except asyncio.CancelledError as exc:  # what exception() raises for a cancelled job
+        error = ItemCancelledError(
+            f"the function mapped over item {job.index} raised CancelledError although the map was "
+            "not cancelled"
+        )
+        error.__cause__ = exc
+        return error
 
 
 class _SyncIter:

@@ -16,6 +16,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Generator,
     Iterable,
@@ -31,7 +32,8 @@ import anyio
 import cv2
 import numpy as np
 
-from ._errors import SourceError
+from ._errors import AioInferError, FrameError, SourceError
+from ._images import DEFAULT_MAX_PIXELS, read_image
 
 Direction = Literal["forward", "backward"]
 Drop = Literal["oldest"]
@@ -55,10 +57,13 @@ class Frame:
 
 @dataclass(frozen=True)
 class SourceStats:
-    """Frames read from the source, delivered to the consumer, dropped by ``drop="oldest"``,
-    waiting in the buffer; reconnections of a stream; frames read per second."""
+    """Frames read from the source; frames that could not be read (each raised at its position as
+    a :class:`FrameError`); frames and errors delivered to the consumer, dropped by
+    ``drop="oldest"``, waiting in the buffer (``read + failed = delivered + dropped + buffered``);
+    reconnections of a stream; frames read per second."""
 
     read: int
+    failed: int
     delivered: int
     dropped: int
     buffered: int
@@ -105,7 +110,7 @@ class _Reader(Protocol):
 
     def open(self, stopped: threading.Event) -> None: ...
 
-    def frames(self, stopped: threading.Event) -> Generator[Frame, None, None]: ...
+    def frames(self, stopped: threading.Event) -> Generator[Frame | FrameError, None, None]: ...
 
     def close(self) -> None: ...
 
@@ -268,7 +273,8 @@ class _CaptureReader:
 
 class _SequenceReader:
     """Items of known number: in-memory arrays, or image files decoded on demand. ``listing`` (instead
-    of ``items``) lists the items when the source is opened, on the reader's thread."""
+    of ``items``) lists the items when the source is opened, on the reader's thread. An item that
+    ``load`` cannot read (a ``SourceError``) fails alone: its frame is a :class:`FrameError`."""
 
     def __init__(
         self,
@@ -300,9 +306,16 @@ class _SequenceReader:
         if self._listing is not None:
             self._select(self._listing())
 
-    def frames(self, stopped: threading.Event) -> Generator[Frame, None, None]:
+    def frames(self, stopped: threading.Event) -> Generator[Frame | FrameError, None, None]:
         for index in self._indices:
-            yield Frame(index, None, self._load(self._items[index]))
+            try:
+                image = self._load(self._items[index])
+            except SourceError as exc:  # one bad file: that frame fails, the next ones still come
+                error = FrameError(f"{exc} (frame {index})", index)
+                error.__cause__ = exc
+                yield error
+                continue
+            yield Frame(index, None, image)
 
     def close(self) -> None:
         pass
@@ -312,7 +325,7 @@ class _IterableReader:
     """Any sync iterable of arrays, iterated on the source's thread."""
 
     def __init__(self, items: Iterable[Any], selection: _Selection, live: bool) -> None:
-        self.name = f"<{type(items).__name__}>"
+        self.name = source_name(items)
         self.total: int | None = None
         self.fps: float | None = None
         self.reconnects = 0
@@ -361,11 +374,21 @@ def _until_failure(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:
         yield image
 
 
-def _read_image(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise SourceError(f"cannot read image {path!r} (missing, not an image, or corrupt)")
-    return image
+def _read_image(path: str | os.PathLike[str], *, max_pixels: int) -> np.ndarray:
+    """The image in file ``path`` (BGR), decoded only if its header declares at most ``max_pixels``
+    pixels; raises SourceError naming the file if it cannot be read, is too large or is no image."""
+    try:
+        return read_image(path, max_pixels=max_pixels)
+    except SourceError:
+        raise
+    except AioInferError as exc:  # too large, not an accepted format, corrupt
+        raise SourceError(str(exc)) from exc
+
+
+def _load_item(item: Any, *, max_pixels: int) -> Any:
+    """An item of a sequence source: a path (``str`` or ``os.PathLike``) is an image file, read;
+    anything else is the frame itself."""
+    return _read_image(item, max_pixels=max_pixels) if isinstance(item, (str, os.PathLike)) else item
 
 
 def _natural_key(path: str) -> list[Any]:
@@ -373,8 +396,11 @@ def _natural_key(path: str) -> list[Any]:
 
 
 def _image_paths(pattern: str) -> list[str]:
+    """The files of a folder with an image suffix, except hidden ones (a name starting with ".", such
+    as macOS' "._img1.png" metadata, is never a frame), or the paths a glob pattern matches."""
     if os.path.isdir(pattern):
-        paths = [str(p) for p in Path(pattern).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        with os.scandir(pattern) as entries:
+            paths = [entry.path for entry in entries if _is_image_file(entry)]
     else:
         paths = glob.glob(pattern)
     if not paths:
@@ -382,31 +408,37 @@ def _image_paths(pattern: str) -> list[str]:
     return sorted(paths, key=_natural_key)
 
 
+def _is_image_file(entry: os.DirEntry[str]) -> bool:
+    name = entry.name
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file()
+
+
 # -- the hand-over from the reader thread to the event loop ---------------------------------------
 
 
 class _Buffer:
-    """Frames passed from the reader (a thread, or a task for async sources) to the consumer on the
-    event loop. Bounded: when full, the reader waits, or with ``drop="oldest"`` the oldest buffered
-    frame is discarded and counted."""
+    """Frames (or the errors of frames that could not be read) passed from the reader (a thread, or a
+    task for async sources) to the consumer on the event loop. Bounded: when full, the reader waits,
+    or with ``drop="oldest"`` the oldest buffered frame is discarded and counted."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int, drop: bool) -> None:
         self._loop = loop
         self._capacity = capacity
         self._drop = drop
         self._cond = threading.Condition()
-        self._items: deque[Frame] = deque()
+        self._items: deque[Frame | FrameError] = deque()
         self._end: BaseException | None = None  # StopAsyncIteration or the reader's error
         self._waiter: asyncio.Future[None] | None = None  # the consumer's, waiting for a frame
         self._room: asyncio.Future[None] | None = None  # the reader task's, waiting for room
         self.stopped = threading.Event()
-        self.read = self.delivered = self.dropped = 0
+        self.read = self.failed = self.delivered = self.dropped = 0
         self.t0 = time.monotonic()
 
     # reader side (any thread)
 
-    def put(self, frame: Frame) -> bool:
-        """Hand over one frame; ``False`` once the consumer has stopped."""
+    def put(self, frame: Frame | FrameError) -> bool:
+        """Hand over one frame, or the error of one that could not be read; ``False`` once the
+        consumer has stopped."""
         with self._cond:
             while not self._drop and len(self._items) >= self._capacity and not self.stopped.is_set():
                 self._cond.wait()
@@ -416,7 +448,10 @@ class _Buffer:
                 self._items.popleft()
                 self.dropped += 1
             self._items.append(frame)
-            self.read += 1
+            if isinstance(frame, FrameError):
+                self.failed += 1
+            else:
+                self.read += 1
         self._wake()
         return True
 
@@ -455,7 +490,8 @@ class _Buffer:
     # event loop side
 
     async def get(self) -> Frame:
-        """The next frame; raises ``StopAsyncIteration`` at the end, or the reader's error."""
+        """The next frame; raises the FrameError of a frame that could not be read at its position,
+        ``StopAsyncIteration`` at the end, or the reader's error."""
         while True:
             with self._cond:
                 if self._items:
@@ -465,6 +501,8 @@ class _Buffer:
                     room, self._room = self._room, None
                     if room is not None:
                         _resolve(room)
+                    if isinstance(frame, FrameError):
+                        raise frame
                     return frame
                 if self.stopped.is_set():
                     raise StopAsyncIteration
@@ -484,19 +522,63 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 
 
 def _run_reader(reader: _Reader, buffer: _Buffer) -> None:
-    """Body of the reader thread; always ends by releasing the capture."""
+    """Body of the reader thread. However it ends (the source's end, the consumer's stop, any
+    exception of the source, even one raised while closing), it releases the capture and tells the
+    consumer, handing over the source's exception to be raised at its position."""
     error: BaseException | None = None
-    frames = reader.frames(buffer.stopped)
     try:
-        for frame in frames:
-            if not buffer.put(frame):
-                break
-    except Exception as exc:  # handed to the consumer, raised at this position
-        error = exc
+        with contextlib.ExitStack() as closing:
+            closing.callback(reader.close)
+            frames = closing.enter_context(contextlib.closing(reader.frames(buffer.stopped)))
+            for frame in frames:
+                if not buffer.put(frame):
+                    break
+    except BaseException as exc:  # nothing cancels a thread: every exception here is the source's
+        error = source_failure(reader.name, exc)
     finally:
-        frames.close()
-        reader.close()
         buffer.finish(error)
+
+
+def _open_reader(reader: _Reader, stopped: threading.Event) -> None:
+    """``reader.open`` on a worker thread. Nothing cancels a thread: a CancelledError raised here is
+    the source's own, and must not reach the consumer as if the consumer had been cancelled."""
+    try:
+        reader.open(stopped)
+    except asyncio.CancelledError as exc:
+        raise source_failure(reader.name, exc) from exc
+
+
+def source_failure(name: str, exc: BaseException) -> BaseException:
+    """What the consumer raises when source ``name`` failed with ``exc`` while nobody cancelled it:
+    ``exc`` itself, except a ``CancelledError``, which would pass for a cancellation of the consumer
+    or for the end of the stream: a SourceError saying so, chained to it."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return exc
+    error = SourceError(
+        f"source {name} raised CancelledError although nobody cancelled it: a failure of the "
+        "source, not the end of the stream"
+    )
+    error.__cause__ = exc
+    return error
+
+
+async def guard_source(
+    reading: Awaitable[None], name: str, stopping: Callable[[], bool]
+) -> BaseException | None:
+    """Await ``reading``, a task's loop over source ``name``; return ``None`` when the source ended,
+    else what the consumer must raise (:func:`source_failure`). A CancelledError while ``stopping()``
+    is the consumer's own request and is re-raised; otherwise the source raised it on its own."""
+    try:
+        await reading
+    except asyncio.CancelledError as exc:
+        if stopping():
+            raise
+        return source_failure(name, exc)
+    except GeneratorExit:  # the task itself is being destroyed
+        raise
+    except BaseException as exc:  # the source failed: raised to the consumer at this position
+        return exc
+    return None
 
 
 # -- the public source ---------------------------------------------------------------------------
@@ -535,7 +617,7 @@ class FrameSource(AsyncIterator[Frame]):
     @property
     def name(self) -> str:
         """The source as named in error messages."""
-        return self._reader.name if self._reader is not None else f"<{type(self._items).__name__}>"
+        return self._reader.name if self._reader is not None else source_name(self._items)
 
     @property
     def total(self) -> int | None:
@@ -567,7 +649,7 @@ class FrameSource(AsyncIterator[Frame]):
         if self._reader is not None:
             try:
                 await anyio.to_thread.run_sync(
-                    self._reader.open, self._buffer.stopped, abandon_on_cancel=True
+                    _open_reader, self._reader, self._buffer.stopped, abandon_on_cancel=True
                 )
             except BaseException:
                 self._buffer.stop()  # cuts a reconnection back-off short
@@ -586,20 +668,24 @@ class FrameSource(AsyncIterator[Frame]):
         else:
             assert self._items is not None
             frames = _async_frames(self._items, self._selection, self._live)
-            self._pump = asyncio.ensure_future(_pump(frames, self._buffer))
+            self._pump = asyncio.ensure_future(_pump(frames, self._buffer, self.name))
         return self
 
     def __aiter__(self) -> FrameSource:
         return self
 
     async def __anext__(self) -> Frame:
+        """The next frame. A frame that could not be read raises its :class:`FrameError` and the
+        source goes on: the next call gives the frame after it. At the end, or when the source
+        failed, the reader is released before ``StopAsyncIteration`` or the error is raised."""
         await self.open()
         assert self._buffer is not None
         try:
             return await self._buffer.get()
-        except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                await self._release()
+        except (asyncio.CancelledError, FrameError):  # the consumer's cancellation; one bad frame
+            raise
+        except BaseException:
+            await self._release()
             raise
 
     def stop(self) -> None:
@@ -623,10 +709,11 @@ class FrameSource(AsyncIterator[Frame]):
     def stats(self) -> SourceStats:
         buffer = self._buffer
         if buffer is None:
-            return SourceStats(0, 0, 0, 0, 0, 0.0)
+            return SourceStats(read=0, failed=0, delivered=0, dropped=0, buffered=0, reconnects=0, fps=0.0)
         elapsed = time.monotonic() - buffer.t0
         return SourceStats(
             read=buffer.read,
+            failed=buffer.failed,
             delivered=buffer.delivered,
             dropped=buffer.dropped,
             buffered=buffer.buffered(),
@@ -672,18 +759,21 @@ async def _async_frames(
             await aclose()
 
 
-async def _pump(frames: AsyncGenerator[Frame, None], buffer: _Buffer) -> None:
-    """The reader task of an async source: what the reader thread is to the others."""
+async def _pump(frames: AsyncGenerator[Frame, None], buffer: _Buffer, name: str) -> None:
+    """The reader task of an async source: what the reader thread is to the others. However it ends,
+    it tells the consumer, handing over the source's error; only the consumer's stop cancels it."""
     error: BaseException | None = None
     try:
+        error = await guard_source(_hand_over(frames, buffer), name, buffer.stopped.is_set)
+    finally:
+        buffer.finish(error)
+
+
+async def _hand_over(frames: AsyncGenerator[Frame, None], buffer: _Buffer) -> None:
+    async with contextlib.aclosing(frames):
         async for frame in frames:
             if not await buffer.aput(frame):
-                break
-    except Exception as exc:  # handed to the consumer, raised at this position
-        error = exc
-    finally:
-        await frames.aclose()
-        buffer.finish(error)
+                return
 
 
 def open_source(
@@ -699,12 +789,14 @@ def open_source(
     reconnect: int = 3,
     reconnect_delay: float = 0.5,
     timeout: float = 10.0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> FrameSource:
     """Frames of ``source`` as an async iterator (use ``async with``).
 
     ``source``: a video file; a camera index (``0``); a stream URL (``rtsp://``, ``http://`` ...);
-    an image folder or a glob pattern (natural-sorted); a file of one image; a sequence of arrays;
-    any sync iterable (iterated on the reader thread) or async iterable of arrays.
+    an image folder (its image files, natural-sorted; hidden files, whose names start with ".", are
+    skipped) or a glob pattern (natural-sorted); a file of one image; a sequence of arrays or of
+    image paths; any sync iterable (iterated on the reader thread) or async iterable of arrays.
 
     ``start`` (default: the first frame in ``direction``), ``count`` (default: all) and ``step``
     pick the frames; ``direction="backward"`` reads down from ``start`` (sources of known length).
@@ -714,7 +806,12 @@ def open_source(
     stream reconnect ``reconnect`` times, waiting ``reconnect_delay`` seconds doubled at each try,
     stamps frames of streams and iterables with the time since opening, and plays a video file at its
     own frame rate, as a camera would; ``timeout`` bounds opening and reading a stream.
-    A source that cannot be opened or decoded raises :class:`SourceError` naming it.
+    A source that cannot be opened or decoded raises :class:`SourceError` naming it. An image file
+    of a folder, glob or list that cannot be read fails alone: its frame raises a :class:`FrameError`
+    naming the file (``map(..., return_exceptions=True)`` yields it as that frame's error) and the
+    next frames keep coming; so does an image file whose header declares more than ``max_pixels``
+    pixels (refused before decoding). A source that raises ``CancelledError`` on its own fails with a
+    SourceError; it never passes for the end of the stream or for a cancellation of the consumer.
     """
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
@@ -731,7 +828,7 @@ def open_source(
     selection = _Selection(start, count, step, direction == "backward")
     is_capture = is_live(source)
     live = is_capture if live is None else live
-    reader = _reader(source, selection, is_capture, live, reconnect, reconnect_delay, timeout)
+    reader = _reader(source, selection, is_capture, live, reconnect, reconnect_delay, timeout, max_pixels)
     items = source if reader is None else None
     if selection.backward and (reader is None or isinstance(reader, (_CaptureReader, _IterableReader))):
         raise ValueError(f"direction='backward' needs a source of known length, not {_describe(source)}")
@@ -751,24 +848,27 @@ def _reader(
     reconnect: int,
     delay: float,
     timeout: float,
+    max_pixels: int,
 ) -> _Reader | None:
     if is_capture:
         return _CaptureReader(
             source, selection, live=live, reconnect=reconnect, reconnect_delay=delay, timeout=timeout
         )
+    read_image_file = functools.partial(_read_image, max_pixels=max_pixels)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if Path(path).suffix.lower() in IMAGE_SUFFIXES and not glob.has_magic(path):
-            return _SequenceReader(path, [path], _read_image, selection)
+            return _SequenceReader(path, [path], read_image_file, selection)
         if os.path.isdir(path) or glob.has_magic(path):
             return _SequenceReader(
-                path, None, _read_image, selection, listing=functools.partial(_image_paths, path)
+                path, None, read_image_file, selection, listing=functools.partial(_image_paths, path)
             )
         return _VideoReader(Path(path), selection, live)
     if isinstance(source, np.ndarray) and source.ndim in (2, 3) and source.dtype == np.uint8:
         raise TypeError("a single image is not a source: pass [image], or a 4-D array of frames")
     if isinstance(source, (Sequence, np.ndarray)):
-        return _SequenceReader(f"<{type(source).__name__} of {len(source)}>", source, _identity, selection)
+        load = functools.partial(_load_item, max_pixels=max_pixels)
+        return _SequenceReader(f"<{type(source).__name__} of {len(source)}>", source, load, selection)
     if isinstance(source, AsyncIterable):
         return None
     if isinstance(source, Iterable):
@@ -778,8 +878,14 @@ def _reader(
     )
 
 
-def _identity(item: Any) -> Any:
-    return item
+def source_name(items: object) -> str:
+    """How a source is named in messages: a FrameSource's name, ``<async_generator frames>`` for a
+    generator (by its function), ``<deque>`` for another iterable."""
+    if isinstance(items, FrameSource):
+        return items.name
+    qualname = getattr(items, "__qualname__", None)  # generators carry their function's
+    kind = type(items).__name__
+    return f"<{kind} {qualname}>" if isinstance(qualname, str) else f"<{kind}>"
 
 
 def _describe(source: Any) -> str:

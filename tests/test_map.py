@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import threading
 import weakref
 
+import anyio
 import numpy as np
 import pytest
+from frames import EMPTY, IMAGES, faulty_folder
 from models import EXACT, decode_index, frame_index, frame_probe, linear, linear_expected, write_indexed_video
 
 import aioinfer
@@ -270,14 +273,20 @@ async def test_aclose_returns_once_the_cancelled_jobs_are_gone():
             ended.append(x)
 
     results = amap(fn, range(10), max_in_flight=4)
-    pending = asyncio.ensure_future(results.__anext__())
+
+    async def next_or_end():
+        try:
+            return await results.__anext__()
+        except StopAsyncIteration:
+            return "end"
+
+    pending = asyncio.ensure_future(next_or_end())
     while len(started) < 4:
         await asyncio.sleep(0)
     await results.aclose()
     assert sorted(ended) == sorted(started) == [0, 1, 2, 3]  # not merely asked to cancel
     await results.aclose()  # idempotent
-    pending.cancel()
-    await asyncio.wait([pending])
+    assert await pending == "end"  # closed from another task: the end, not a failure of item 0
 
 
 def test_max_in_flight_must_be_positive():
@@ -331,3 +340,193 @@ async def test_break_closes_the_users_generator(probe, drop, kind):
                 break
     assert closed == [True]
     assert not source_threads()
+
+
+class Unplugged(BaseException):
+    """Not an Exception: what a source may raise that ``except Exception`` would miss."""
+
+
+def failing_source(kind: str, error: BaseException) -> object:
+    """Three items [1, 4], then ``error`` raised by the source itself: a sync or async generator,
+    given as it is or through ``open_source``."""
+
+    def frames():
+        for i in range(3):
+            yield np.full((1, 4), i, np.float32)
+        raise error
+
+    async def aframes():
+        for i in range(3):
+            await asyncio.sleep(0)
+            yield np.full((1, 4), i, np.float32)
+        raise error
+
+    generator = frames() if "async" not in kind else aframes()
+    return open_source(generator) if kind.startswith("source") else generator
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("kind", ["generator", "async generator", "source of generator", "source of async"])
+@pytest.mark.parametrize(
+    ("raised", "expected", "match"),
+    [
+        (
+            asyncio.CancelledError,
+            aioinfer.SourceError,
+            r"frames.*raised CancelledError although nobody cancel",
+        ),
+        (lambda: Unplugged("cable pulled"), Unplugged, "cable pulled"),
+    ],
+    ids=["CancelledError", "BaseException"],
+)
+async def test_source_raising_on_its_own_fails_the_map_never_hangs_or_ends_it(
+    linear_model, kind, raised, expected, match, ordered
+):
+    error = raised()
+    seen = []
+
+    async def consume():
+        async for r in linear_model.map(failing_source(kind, error), max_in_flight=2, ordered=ordered):
+            seen.append(r.index)
+
+    with pytest.raises(expected, match=match) as info:
+        await asyncio.wait_for(consume(), 10)  # used to wait forever, or to end as if the source had
+    assert info.value is error or info.value.__cause__ is error
+    assert sorted(seen) == [0, 1, 2]
+    assert asyncio.current_task().cancelling() == 0
+    assert not source_threads()
+    assert_idle(linear_model)
+
+
+@pytest.mark.parametrize("through", ["map", "open_source"])
+@pytest.mark.parametrize("how", ["task.cancel()", "anyio cancel scope"])
+async def test_cancelling_the_consumer_while_the_source_waits_still_cancels_and_cleans_up(
+    linear_model, through, how
+):
+    closed, third, never = [], asyncio.Event(), asyncio.Event()
+
+    async def frames():  # a camera whose next frame does not come: cancelled inside the source
+        try:
+            for i in range(3):
+                yield np.full((1, 4), i, np.float32)
+            await never.wait()
+            yield np.zeros((1, 4), np.float32)
+        finally:
+            closed.append(True)
+
+    source = frames() if through == "map" else open_source(frames())
+    scope = anyio.CancelScope()
+
+    async def consume():
+        with scope:
+            async with linear_model.map(source, max_in_flight=2) as results:
+                async for r in results:
+                    if r.index == 2:
+                        third.set()
+                        if how == "anyio cancel scope":
+                            scope.cancel()
+
+    task = asyncio.ensure_future(consume())
+    await third.wait()
+    if how == "task.cancel()":
+        task.cancel()
+    await asyncio.wait([task])
+    assert task.cancelled() == (how == "task.cancel()")  # not a SourceError: this one was ours
+    assert how == "task.cancel()" or scope.cancelled_caught
+    if through == "open_source":
+        await source.aclose()
+    assert closed == [True]
+    assert_idle(linear_model)
+
+
+async def test_function_raising_cancelled_error_on_its_own_fails_its_item_not_the_consumer():
+    async def fn(x):
+        if x == 2:
+            raise asyncio.CancelledError
+        return x * 10
+
+    results = [r async for r in amap(fn, range(5), max_in_flight=2, return_exceptions=True)]
+    assert [r.output for r in results] == [0, 10, None, 30, 40]
+    assert isinstance(results[2].error, aioinfer.ItemCancelledError)
+    assert isinstance(results[2].error.__cause__, asyncio.CancelledError)
+    seen = []
+    with pytest.raises(aioinfer.ItemCancelledError, match="item 2 raised CancelledError"):
+        async for r in amap(fn, range(5), max_in_flight=2):
+            seen.append(r.output)
+    assert seen == [0, 10]
+    assert asyncio.current_task().cancelling() == 0
+
+
+async def test_failure_of_an_item_never_yielded_is_not_logged_as_never_retrieved(loop_errors):
+    third_failed = asyncio.Event()
+
+    async def fn(x):
+        if x == 3:
+            third_failed.set()
+            raise ValueError("item 3")
+        if x == 0:
+            await third_failed.wait()
+        return x
+
+    results = amap(fn, range(10), max_in_flight=4)
+    async for r in results:
+        assert r.index == 0
+        break
+    await results.aclose()  # nothing but `results` holds the jobs now
+    del results
+    gc.collect()
+    assert not [c["message"] for c in loop_errors]  # was: "Task exception was never retrieved"
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_a_bad_image_file_is_its_frames_error_and_the_next_frames_come(tmp_path, probe, ordered):
+    faulty_folder(tmp_path)
+    async with open_source(tmp_path) as frames:
+        results = probe.map(frames, max_in_flight=4, ordered=ordered, return_exceptions=True)
+        got = [r async for r in results]
+        source_stats = frames.stats()
+    indices = [r.index for r in got]
+    assert indices == list(range(IMAGES)) if ordered else sorted(indices) == list(range(IMAGES))
+    bad = [r for r in got if r.error is not None]
+    assert [r.index for r in bad] == [EMPTY]
+    assert isinstance(bad[0].error, aioinfer.FrameError) and f"img{EMPTY}.jpg" in str(bad[0].error)
+    assert bad[0].frame is None and bad[0].output is None
+    for r in got:
+        if r.error is None:
+            assert_paired(r)
+    stats = results.stats()
+    assert (stats.read, stats.inferred, stats.failed, stats.in_flight) == (IMAGES, IMAGES - 1, 1, 0)
+    assert (source_stats.read, source_stats.failed) == (IMAGES - 1, 1)
+    assert not source_threads()
+
+
+async def test_without_return_exceptions_a_bad_image_file_raises_at_its_frame(tmp_path, probe):
+    faulty_folder(tmp_path)
+    seen = []
+    with pytest.raises(aioinfer.FrameError, match=rf"img{EMPTY}\.jpg"):
+        async with open_source(tmp_path) as frames:
+            async for r in probe.map(frames, max_in_flight=4):
+                seen.append(r.index)
+    assert seen == list(range(EMPTY))
+    assert not source_threads()
+
+
+async def test_source_that_swallows_our_cancellation_gets_no_more_items_run():
+    calls, inside, gate = [], asyncio.Event(), asyncio.Event()
+
+    async def fn(x):
+        calls.append(x)
+        return x
+
+    async def stubborn():
+        yield 0
+        inside.set()
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed: it goes on
+            await gate.wait()
+        yield 1
+
+    results = amap(fn, stubborn(), max_in_flight=1)
+    first = await results.__anext__()
+    await inside.wait()  # the feeder is inside the source, where aclose() cancels it
+    await asyncio.wait_for(results.aclose(), 10)  # used to wait for a slot that never came back
+    assert first.index == 0 and calls == [0]  # nobody would have awaited item 1's job

@@ -8,8 +8,10 @@ import socket
 import threading
 
 import cv2
+import hostile
 import numpy as np
 import pytest
+from frames import EMPTY, IMAGES, faulty_folder
 from models import frame_index, indexed_frame, write_indexed_video
 
 import aioinfer
@@ -156,6 +158,89 @@ async def test_unreadable_image_in_folder_raises_at_its_position(tmp_path):
             async for f in frames:
                 got.append(frame_index(f.image))
     assert got == [7]
+
+
+async def collect_with_errors(source: FrameSource) -> list[aioinfer._sources.Frame | aioinfer.FrameError]:
+    """Every frame, and in its place the FrameError of each frame that could not be read."""
+    got: list[aioinfer._sources.Frame | aioinfer.FrameError] = []
+    async with source as frames:
+        while True:
+            try:
+                got.append(await frames.__anext__())
+            except aioinfer.FrameError as exc:
+                got.append(exc)
+            except StopAsyncIteration:
+                return got
+
+
+@pytest.mark.parametrize("kind", ["folder", "glob", "list of paths"])
+async def test_a_bad_image_file_fails_only_its_own_frame(tmp_path, kind):
+    paths = faulty_folder(tmp_path / "frames")
+    source = open_source(
+        {"folder": paths[0].parent, "glob": str(paths[0].parent / "*.jpg"), "list of paths": paths}[kind]
+    )
+    got = await collect_with_errors(source)
+    assert [item.index for item in got] == list(range(IMAGES))  # ._junk.png is not a frame
+    error = got[EMPTY]
+    assert isinstance(error, aioinfer.FrameError) and isinstance(error, aioinfer.SourceError)
+    assert f"img{EMPTY}.jpg" in str(error) and "empty" in str(error)
+    assert [frame_index(f.image) for f in got if f is not error] == [i for i in range(IMAGES) if i != EMPTY]
+    stats = source.stats()
+    assert (stats.read, stats.failed, stats.delivered, stats.dropped) == (IMAGES - 1, 1, IMAGES, 0)
+    assert not source_threads()
+
+
+async def test_an_image_file_declaring_a_huge_size_fails_alone_before_decoding(tmp_path):
+    """A 30000x30000 PNG of a few KB (it would decode to 2.7 GB) in a folder: refused from its header,
+    its frame fails, the others come."""
+    cv2.imwrite(str(tmp_path / "img0.png"), indexed_frame(0))
+    (tmp_path / "img1.png").write_bytes(hostile.png_bomb(30_000, 30_000))
+    cv2.imwrite(str(tmp_path / "img2.png"), indexed_frame(2))
+    got = await collect_with_errors(open_source(tmp_path))
+    assert isinstance(got[1], aioinfer.FrameError)
+    assert "img1.png" in str(got[1]) and "30000x30000" in str(got[1])
+    assert [frame_index(got[i].image) for i in (0, 2)] == [0, 2]
+
+
+async def test_folder_listing_skips_hidden_files_and_subfolders(tmp_path):
+    cv2.imwrite(str(tmp_path / "b.png"), indexed_frame(2))
+    cv2.imwrite(str(tmp_path / ".a.png"), indexed_frame(1))  # a hidden image is not a frame either
+    (tmp_path / "._b.png").write_bytes(b"\x00\x05\x16\x07")
+    (tmp_path / "c.png").mkdir()
+    got = await collect(open_source(tmp_path))
+    assert [frame_index(f.image) for f in got] == [2]
+
+
+async def test_source_whose_iter_raises_cancelled_error_fails_with_source_error():
+    class Camera:
+        def __iter__(self):
+            raise asyncio.CancelledError  # on the opening thread: anyio would re-raise it to us as is
+
+    with pytest.raises(aioinfer.SourceError, match=r"Camera.*CancelledError although nobody cancelled"):
+        await collect(open_source(Camera()))
+    assert asyncio.current_task().cancelling() == 0
+    assert not source_threads()
+
+
+async def test_generator_failing_when_closed_still_ends_the_stream():
+    def frames():
+        try:
+            for i in range(10):
+                yield np.full((2, 2), i, np.uint8)
+        finally:
+            raise RuntimeError("camera driver crashed on release")
+
+    got = []
+
+    async def consume():
+        async with open_source(frames(), count=3) as source:
+            async for f in source:
+                got.append(f.index)
+
+    with pytest.raises(RuntimeError, match="crashed on release"):
+        await asyncio.wait_for(consume(), 10)  # the end it waits for used to never come
+    assert got == [0, 1, 2]
+    assert not source_threads()
 
 
 def closed_port() -> int:
