@@ -4,7 +4,7 @@
 pre/post-processing, and serving from async web apps.
 """
 
-from . import tasks
+from . import _install, tasks
 from ._batcher import Batcher
 from ._bundled import bundled_model
 from ._errors import (
@@ -23,6 +23,7 @@ from ._errors import (
     InputNameError,
     InputShapeError,
     ItemCancelledError,
+    MissingExtraError,
     ModelLoadError,
     ModelNotFoundError,
     NotBatchableError,
@@ -35,6 +36,7 @@ from ._errors import (
     WeightsNotFoundError,
 )
 from ._inputs import TensorInfo
+from ._install import OpenCVFlavourWarning
 from ._map import MapIterator, MapResult, MapStats, amap
 from ._model import AsyncModel, ModelInfo, load
 from ._outputs import Outputs
@@ -42,7 +44,8 @@ from ._sinks import JsonlSink, VideoSink
 from ._sources import Frame, FrameSource, SourceStats, open_source
 from ._stats import Latency, Stats
 
-__version__ = "0.1.0"
+__version__ = _install.version()  # defined once, in pyproject.toml
+_install.warn_opencv_flavours()
 
 __all__ = [
     "AioInferError",
@@ -69,10 +72,12 @@ __all__ = [
     "MapIterator",
     "MapResult",
     "MapStats",
+    "MissingExtraError",
     "ModelInfo",
     "ModelLoadError",
     "ModelNotFoundError",
     "NotBatchableError",
+    "OpenCVFlavourWarning",
     "Outputs",
     "QueueFull",
     "SettingsError",

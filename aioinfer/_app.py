@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from . import _codecs as codecs
 from ._batcher import Batcher
-from ._checks import check_optional, check_positive
+from ._checks import check_optional, check_positive, deprecated_ms
 from ._codecs import JSON
 from ._errors import (
     AioInferError,
@@ -39,10 +39,10 @@ from ._errors import (
     UnsupportedFormatError,
 )
 from ._images import DEFAULT_MAX_PIXELS, decode_image
-from ._inputs import InputAdapter
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ._model import AsyncModel
 from ._outputs import Outputs
+from ._runner import Arrays, Runner
 
 log = logging.getLogger("aioinfer.serve")
 
@@ -68,7 +68,7 @@ class Service:
         source: Any,
         *,
         max_batch_size: int,
-        max_delay_ms: float,
+        max_delay: float,
         batching: str,
         max_queue: int,
         timeout: float | None,
@@ -81,7 +81,7 @@ class Service:
             raise ValueError(f"batching must be one of {', '.join(map(repr, BATCHING))}, got {batching!r}")
         self.source = source
         self.max_batch_size = check_positive("max_batch_size", max_batch_size, integer=True)
-        self.max_delay_ms = check_positive("max_delay_ms", max_delay_ms, zero=True)
+        self.max_delay = check_positive("max_delay", max_delay, zero=True)
         self.batching = batching
         self.batching_reason = "the model is still loading"  # why it batches, or why not
         self._deciding: asyncio.Task[None] | None = None  # the batching decision, made once
@@ -95,7 +95,7 @@ class Service:
         self.model: AsyncModel | None = None
         self.task: Any = None
         self.batcher: Batcher | None = None
-        self.adapt: InputAdapter | None = None  # the checks and conversion of what /v1/infer gets
+        self.runner: Runner | None = None  # what checks /v1/infer's inputs: the batcher or the model
         self.metrics = Metrics(self.queue_depth)
         self.load_error: str | None = None
         self.loaded = asyncio.Event()  # set once loading succeeded or failed
@@ -111,7 +111,7 @@ class Service:
     def _attach(self, obj: Any) -> None:
         self.task = obj if _is_task(obj) else None
         self.model = obj.model if self.task is not None else obj
-        self.adapt = self.model._adapt  # until the batching decision
+        self.runner = self.model  # until the batching decision
 
     async def run(self, stop: asyncio.Event) -> None:
         """Load the source if needed and decide on batching (the app is ready then), serve until
@@ -157,9 +157,9 @@ class Service:
             setting = "batching='off'" if self.batching == "off" else "max_batch_size=1"
             self.batching_reason = f"turned off by the user ({setting})"
         else:
-            options = {
+            options: dict[str, Any] = {
                 "max_batch_size": self.max_batch_size,
-                "max_delay_ms": self.max_delay_ms,
+                "max_delay": self.max_delay,
                 "on_batch": self.metrics.batch_size.observe,
             }
             try:
@@ -176,7 +176,7 @@ class Service:
                     exc,
                 )
             else:
-                self.batcher, self.adapt, self.batching_reason = batcher, batcher._adapt, batcher.basis
+                self.batcher, self.runner, self.batching_reason = batcher, batcher, batcher.basis
                 self._batchers.append(batcher)
         batching = f"batches of up to {self.batcher.max_batch_size}" if self.batcher else "no batching"
         log.info("model %r ready on %s (%s)", model.info.name, model.info.device, batching)
@@ -184,7 +184,7 @@ class Service:
     def _stop_batching(self, batcher: Batcher, exc: NotBatchableError) -> None:
         """Serve one request per inference from now on: ``batcher`` got outputs it cannot split."""
         if self.batcher is batcher:
-            self.batcher, self.adapt = None, self.require_model()._adapt
+            self.batcher, self.runner = None, self.require_model()
             self.batching_reason = f"turned off while serving: {exc}"
             log.warning("batching is off from now on: %s", exc)
 
@@ -255,16 +255,16 @@ class Service:
         for scope in list(self._running):
             scope.cancel()
 
-    async def infer(self, arrays: dict[int, np.ndarray]) -> Outputs:
-        """Run inputs already converted by ``self.adapt``: in the batcher if batching, else alone."""
+    async def infer(self, arrays: Arrays) -> Outputs:
+        """Run inputs already converted by ``self.runner``: in the batcher if batching, else alone."""
         await self.decided()
         batcher = self.batcher
         if batcher is not None:
             try:
-                return await batcher._infer_adapted(arrays, timeout=self.timeout)
+                return await batcher.run_adapted(arrays, timeout=self.timeout)
             except NotBatchableError as exc:  # the batch's outputs could not be split: run it alone
                 self._stop_batching(batcher, exc)
-        return await self.require_model()._infer_adapted(arrays, timeout=self.timeout)
+        return await self.require_model().run_adapted(arrays, timeout=self.timeout)
 
     async def predict(self, image: np.ndarray) -> Any:
         try:
@@ -305,9 +305,9 @@ class Service:
             )
         return body
 
-    def decode_inputs(self, body: bytearray, kind: str, adapt: InputAdapter) -> dict[int, np.ndarray]:
-        """The model's inputs in ``body``, decoded within ``max_decoded_bytes`` and checked by ``adapt``."""
-        return adapt(codecs.decode_tensors(body, kind, max_decoded_bytes=self.max_decoded_bytes))
+    def decode_inputs(self, body: bytearray, kind: str, runner: Runner) -> Arrays:
+        """The model's inputs in ``body``, decoded within ``max_decoded_bytes`` and checked by ``runner``."""
+        return runner.adapt(codecs.decode_tensors(body, kind, max_decoded_bytes=self.max_decoded_bytes))
 
     async def decode_json(self, body: bytearray) -> Any:
         """The JSON value of ``body``, decoded within ``max_decoded_bytes``, off the loop if large."""
@@ -333,7 +333,7 @@ class _Routes:
         body = await self.s.read_body(request)
         kind = codecs.body_kind(request.headers.get("content-type", JSON), body)
         inline = codecs.decode_on_loop(body, kind)
-        arrays = await self.s.off_loop(inline, self.s.decode_inputs, body, kind, self.s.adapt)
+        arrays = await self.s.off_loop(inline, self.s.decode_inputs, body, kind, self.s.runner)
         with self.s.admit():
             outputs = await self.s.infer(arrays)
         fmt = codecs.response_format(request.headers.get("accept", JSON), len(outputs))
@@ -342,7 +342,7 @@ class _Routes:
     async def predict(self, request: Request) -> Response:
         self._task()
         self.s.refuse_if_full()
-        body = await self.s.read_body(request)
+        body: bytes | bytearray = await self.s.read_body(request)
         if codecs.media_type(request.headers.get("content-type", "")) == "multipart/form-data":
             body = await _multipart_file(request, bytes(body))
         image = await self.s.in_thread(functools.partial(decode_image, max_pixels=self.s.max_pixels), body)
@@ -362,7 +362,7 @@ class _Routes:
                     "mode": self.s.batching,
                     "enabled": batcher is not None,
                     "max_batch_size": batcher.max_batch_size if batcher else 1,
-                    "max_delay_ms": self.s.max_delay_ms if batcher else 0,
+                    "max_delay_ms": self.s.max_delay * 1e3 if batcher else 0,
                     "reason": self.s.batching_reason,
                 },
                 "limits": {
@@ -395,7 +395,7 @@ class _Routes:
 
     async def ready(self, request: Request) -> Response:
         model = self.s.model
-        if self.s.ready:
+        if model is not None and self.s.ready:
             return _json({"status": "ready", "model": model.info.name})
         if model is not None and not model.closed:
             self.s.decide()  # started here when no lifespan did (a mounted app)
@@ -439,7 +439,7 @@ def create_app(
     model_or_task: Any,
     *,
     max_batch_size: int = 8,
-    max_delay_ms: float = 2.0,
+    max_delay: float = 0.002,
     batching: str = "auto",
     max_queue: int = 256,
     timeout: float | None = 30.0,
@@ -447,6 +447,7 @@ def create_app(
     max_decoded_bytes: int = 256 * 2**20,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     body_timeout: float | None = 30.0,
+    max_delay_ms: float | None = None,
 ) -> Starlette:
     """An ASGI app serving ``model_or_task`` over HTTP (routes: see :mod:`aioinfer.asgi`).
 
@@ -456,7 +457,7 @@ def create_app(
     (``/health/ready`` answers 503 until it is compiled) and closes it at shutdown.
 
     Concurrent ``/v1/infer`` requests are batched into one inference of up to ``max_batch_size`` rows,
-    waiting at most ``max_delay_ms``, only where that cannot change an answer. ``batching``:
+    waiting at most ``max_delay`` seconds, only where that cannot change an answer. ``batching``:
 
     * ``"auto"`` (default): batch only a model that a probe at start-up shows batch-separable: every
       output keeps one row per input row, and a batch of random rows gives each row what it gets
@@ -474,15 +475,18 @@ def create_app(
     body that would decode to more than ``max_decoded_bytes`` (the arrays' sizes, read from their
     headers before anything is decompressed; what JSON values take in Python), or an image
     declaring more than ``max_pixels`` pixels, 413 before decoding; a body not all received within
-    ``body_timeout`` seconds 408; beyond ``max_queue`` requests waiting for the model (counted once
-    their inputs are decoded) 503 with ``Retry-After``; after ``timeout`` seconds 504. Undecodable
-    bodies answer 400, unsupported formats 415, inputs that do not fit the model 422 with what was
-    expected. Numbers that are not finite and positive raise ``ValueError`` naming the argument.
+    ``body_timeout`` seconds 408; beyond ``max_queue`` 503 with ``Retry-After``; after ``timeout``
+    seconds 504. ``max_queue``: how many calls may wait, accepted and not yet running on the device
+    (here: requests whose inputs are decoded, beyond what the model runs at once), before the next
+    is refused at once with :class:`QueueFull`. Undecodable bodies answer 400, unsupported formats
+    415, inputs that do not fit the model 422 with what was expected. Durations are in seconds and
+    sizes in bytes (``max_delay_ms=``, in milliseconds, is a deprecated alias of ``max_delay``).
+    Numbers that are not finite and positive raise ``ValueError`` naming the argument.
     """
     service = Service(
         model_or_task,
         max_batch_size=max_batch_size,
-        max_delay_ms=max_delay_ms,
+        max_delay=deprecated_ms("max_delay", max_delay, max_delay_ms),
         batching=batching,
         max_queue=max_queue,
         timeout=timeout,

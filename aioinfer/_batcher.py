@@ -13,8 +13,10 @@ from typing import Any
 import anyio
 import numpy as np
 import openvino as ov
+from anyio.abc import AsyncResource
 
-from ._checks import check_positive
+from . import _loading
+from ._checks import check_positive, deprecated_ms
 from ._errors import (
     AioInferError,
     ClosedError,
@@ -27,6 +29,7 @@ from ._errors import (
 from ._inputs import InputAdapter, Inputs, TensorInfo
 from ._model import AsyncModel
 from ._outputs import Outputs
+from ._runner import Arrays
 
 PROBE_ROWS = 3  # rows in the probe's batch (fewer if the model takes fewer)
 PROBE_DIM = 64  # length of a dynamic non-batch dimension in the probe's inputs (conv nets need some)
@@ -47,12 +50,12 @@ class _Item:
         self.t_arrival = time.perf_counter()
 
 
-class Batcher:
+class Batcher(AsyncResource):
     """Groups concurrent ``infer`` calls into one inference of up to ``max_batch_size`` items.
 
     Each call passes inputs with a leading batch dimension (usually 1), exactly as the model takes
     them, and gets back only its own rows of every output. The first waiting call waits at most
-    ``max_delay_ms`` for others to join; while every request of the model is busy, calls keep
+    ``max_delay`` seconds for others to join; while every request of the model is busy, calls keep
     gathering, so batches grow with load. A model with a fixed batch size ``N`` gets batches padded
     to ``N`` rows (``max_batch_size`` is capped at ``N``, as at the upper bound of a bounded
     dynamic batch dimension such as ``[1..N, ...]``).
@@ -60,7 +63,9 @@ class Batcher:
     A call that is cancelled or times out leaves the batch it joined running for the others. An
     input that does not fit the model fails only its own call (an :class:`InputError`); if a whole
     batch fails on the device, its calls are retried one by one so only the faulty one fails.
-    Beyond ``max_queue`` waiting calls, ``infer`` raises :class:`QueueFull` at once.
+    ``max_queue``: how many calls may wait, accepted and not yet running on the device (here:
+    waiting to join a batch), before the next is refused at once with :class:`QueueFull`; ``None``:
+    no bound.
 
     Batching is only right for a model whose rows do not interact (``f([a, b]) == [f(a), f(b)]``).
     Constructing a ``Batcher`` declares that the model is such (``basis`` says so); it refuses, with
@@ -70,7 +75,8 @@ class Batcher:
     with a probe first.
 
     Use it in the event loop the model was loaded in; ``async with Batcher(model) as b`` or
-    ``await b.aclose()`` when done (the model itself stays open).
+    ``await b.aclose()`` when done (the model itself stays open). Like the model, it offers the two
+    halves of ``infer``, :meth:`adapt` and :meth:`run_adapted` (the internal ``_runner.Runner``).
     """
 
     def __init__(
@@ -78,12 +84,14 @@ class Batcher:
         model: AsyncModel,
         *,
         max_batch_size: int = 8,
-        max_delay_ms: float = 2.0,
+        max_delay: float = 0.002,
         max_queue: int | None = None,
         on_batch: Callable[[int], None] | None = None,
+        max_delay_ms: float | None = None,
     ) -> None:
         check_positive("max_batch_size", max_batch_size, integer=True)
-        check_positive("max_delay_ms", max_delay_ms, zero=True)  # NaN or inf would hang a batch
+        max_delay = deprecated_ms("max_delay", max_delay, max_delay_ms)  # max_delay_ms: deprecated
+        check_positive("max_delay", max_delay, zero=True)  # NaN or inf would hang a batch
         self.model = model
         self._fixed = _batch_dimension(model)
         self.max_batch_size = min(max_batch_size, self._fixed or _max_rows(model) or max_batch_size)
@@ -92,11 +100,13 @@ class Batcher:
                 f"model {model.info.name!r} takes one row per inference: nothing to batch"
             )
         self.basis = "declared batch-separable by the caller (no probe)"  # why batching is trusted
-        self.max_delay = max_delay_ms / 1e3
+        self.max_delay = max_delay
         self.max_queue = max_queue
         self._on_batch = on_batch
         # a dynamic batch dimension: the model's own checks already let a call bring any rows
-        self._adapt = model._adapt if self._fixed is None else _relaxed_adapter(model)
+        self._adapter: Callable[[Inputs], Arrays] = (
+            model.adapt if self._fixed is None else _relaxed_adapter(model)
+        )
         self._pending: deque[_Item] = deque()
         self._arrived = asyncio.Event()
         self._free = asyncio.Semaphore(model.info.num_requests)  # batches on the device at once
@@ -161,11 +171,16 @@ class Batcher:
         :class:`QueueFull`, :class:`InferTimeout` after ``timeout`` seconds, :class:`ClosedError`.
         """
         self._admit()  # before converting: a refused call costs nothing
-        return await self._submit(self._adapt(inputs), timeout)
+        return await self._submit(self._adapter(inputs), timeout)
 
-    async def _infer_adapted(self, arrays: dict[int, np.ndarray], timeout: float | None = None) -> Outputs:
-        """``infer`` for inputs already checked and converted by ``self._adapt`` (the app does it off
-        the event loop)."""
+    def adapt(self, inputs: Inputs) -> Arrays:
+        """The first half of :meth:`infer`: ``inputs`` checked and converted (any number of rows on
+        a dynamic batch dimension, at most the fixed batch size otherwise); raises an
+        :class:`InputError` for inputs that do not fit. Safe on any thread."""
+        return self._adapter(inputs)
+
+    async def run_adapted(self, arrays: Arrays, timeout: float | None = None) -> Outputs:
+        """The second half of :meth:`infer`, for ``arrays`` made by :meth:`adapt` (not checked again)."""
         self._admit()
         return await self._submit(arrays, timeout)
 
@@ -229,7 +244,7 @@ class Batcher:
             self._pending.popleft()
         return bool(self._pending)
 
-    def _join(self, batch: list[_Item], size: int, key: tuple) -> int:
+    def _join(self, batch: list[_Item], size: int, key: tuple[object, ...]) -> int:
         """Move waiting calls that fit into ``batch``, drop finished ones; return how many rows joined."""
         joined = 0
         keep: deque[_Item] = deque()
@@ -256,11 +271,11 @@ class Batcher:
         sizes = [item.size for item in items]
         total = sum(sizes)
         rows = self._rows(total)
-        # the arrays were checked and converted by self._adapt; a batch of them has the model's
+        # the arrays were checked and converted by self.adapt; a batch of them has the model's
         # trailing shapes and dtypes, and rows within its batch dimension (padded if fixed)
         inputs = {i: _stack([item.arrays[i] for item in items], rows) for i in items[0].arrays}
         try:
-            outputs = await self.model._infer_adapted(inputs)
+            outputs = await self.model.run_adapted(inputs)
             _check_rows(outputs, rows)
             # counted once it ran: a batch retried call by call below counts only its calls' runs
             self.batches += 1
@@ -298,14 +313,8 @@ class Batcher:
             await asyncio.gather(self._collector, return_exceptions=True)
             self._collector = None
 
-    async def __aenter__(self) -> Batcher:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     def __repr__(self) -> str:
-        limits = f"max_batch_size={self.max_batch_size} max_delay_ms={self.max_delay * 1e3:g}"
+        limits = f"max_batch_size={self.max_batch_size} max_delay={self.max_delay:g}"
         return f"<Batcher {limits} on {self.model!r}>"
 
 
@@ -345,7 +354,7 @@ def _relaxed_adapter(model: AsyncModel) -> InputAdapter:
 
 
 def _batch_size(arrays: dict[int, np.ndarray]) -> int:
-    sizes = {a.shape[0] for a in arrays.values()}
+    sizes = {int(a.shape[0]) for a in arrays.values()}
     if len(sizes) != 1:
         raise InputShapeError(
             f"every input must have the same number of rows (leading dimension); got {sorted(sizes)}"
@@ -400,22 +409,16 @@ def _probe_rows(
 def _probe_length(dim: ov.Dimension) -> int:
     """A static dimension's length; ``PROBE_DIM`` within the bounds of a dynamic one."""
     if dim.is_static:
-        return dim.get_length()
-    upper = dim.get_max_length()
-    return max(dim.get_min_length(), min(PROBE_DIM, upper) if upper > 0 else PROBE_DIM)
+        return int(dim.get_length())
+    upper = int(dim.get_max_length())
+    return max(int(dim.get_min_length()), min(PROBE_DIM, upper) if upper > 0 else PROBE_DIM)
 
 
 def _tolerance(compiled: ov.CompiledModel) -> tuple[float, str]:
     """The ``TOLERANCE`` of the lowest float precision the compiled model runs any node in, and its
     name; the loosest one when the device does not tell."""
-    try:
-        runtime = compiled.get_runtime_model()
-        found = {
-            op.get_rt_info()["runtimePrecision"].astype(str)
-            for op in runtime.get_ordered_ops()
-            if "runtimePrecision" in op.get_rt_info()
-        }
-    except RuntimeError:
+    found = _loading.runtime_precisions(compiled)
+    if found is None:
         return max(TOLERANCE.values()), "an unknown precision"
     precision = max((p for p in found if p in TOLERANCE), key=TOLERANCE.__getitem__, default="f32")
     return TOLERANCE[precision], precision

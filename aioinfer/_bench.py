@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,8 +21,9 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as opset
 
+from ._errors import InputCountError, InputShapeError
 from ._loading import compile_model, read_model, reshape
-from ._model import AsyncModel
+from ._model import DEFAULT_HINT, AsyncModel
 
 METHODS = ("sync", "queue", "to_thread", "aioinfer")
 T = TypeVar("T")
@@ -39,11 +40,27 @@ class BenchResult:
     loop_lag_p99_ms: float
 
 
-def compile_fixed(model: str | Path, shape: list[int], device: str) -> ov.CompiledModel:
-    """Compile ``model`` with its (single) input fixed to ``shape`` and the THROUGHPUT hint."""
+def compile_fixed(
+    model: str | Path, shape: list[int] | None, device: str, config: Mapping[str, Any] | None = None
+) -> tuple[ov.CompiledModel, list[int]]:
+    """Compile ``model`` with its single input fixed to ``shape`` (``None``: the input's own static
+    shape) and ``config`` (``PERFORMANCE_HINT`` THROUGHPUT unless it says otherwise); and that shape.
+    Raises :class:`InputCountError` for a model of several inputs and :class:`InputShapeError` for
+    a dynamic input without ``shape``."""
     ov_model = read_model(model)
+    if len(ov_model.inputs) != 1:
+        raise InputCountError(f"the model takes {len(ov_model.inputs)} inputs; the benchmark feeds one")
+    if shape is None:
+        pshape = ov_model.input(0).get_partial_shape()
+        if pshape.is_dynamic:
+            raise InputShapeError(
+                f"the model's input has a dynamic shape {pshape}: give a fixed one (shape=, or --shape "
+                "on the command line, e.g. 1,3,224,224)"
+            )
+        shape = [d.get_length() for d in pshape]
     reshape(ov_model, shape)
-    return compile_model(ov_model, device, {"PERFORMANCE_HINT": "THROUGHPUT"})
+    compiled = compile_model(ov_model, device, {"PERFORMANCE_HINT": DEFAULT_HINT, **(config or {})})
+    return compiled, shape
 
 
 def run_sync(compiled: ov.CompiledModel, x: np.ndarray, n: int) -> float:
@@ -106,7 +123,7 @@ async def lag_while(work: Awaitable[T]) -> tuple[T, list[float]]:
     return await task, lags
 
 
-async def idle_overhead_us(n: int = 3000, device: str = "CPU") -> float:
+async def idle_overhead_us(n: int = 3000, device: str = "AUTO") -> float:
     """Median over ``n`` alternating pairs of (one ``await model.infer(x)`` on an idle pool) minus
     (one ``InferRequest.infer(x)``), on a model so small (``y = 2x + 1``, 1x4) that only the
     overhead remains."""
@@ -134,18 +151,25 @@ def _split(n: int, parts: int) -> list[int]:
 
 async def bench_model(
     model: str | Path,
-    shape: list[int],
+    shape: list[int] | None = None,
     *,
-    device: str = "CPU",
+    device: str = "AUTO",
+    num_requests: int | None = None,
+    config: Mapping[str, Any] | None = None,
     rounds: int = 5,
     seconds: float = 1.5,
     label: str | None = None,
     log: Callable[[str], None] = print,
 ) -> BenchResult:
-    """Measure the four methods on one compiled model, alternating their order each round."""
-    compiled = await asyncio.to_thread(compile_fixed, model, shape, device)
-    jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    """Measure the four methods on one compiled model (see :func:`compile_fixed` for ``shape`` and
+    ``config``), alternating their order each round, with ``num_requests`` requests (default: the
+    device's optimum) for each method but ``sync``; ``rounds`` rounds of about ``seconds`` seconds
+    per method. Raises :class:`ValueError` for ``rounds`` or ``seconds`` below 1 and 0."""
+    if rounds < 1 or not seconds > 0:
+        raise ValueError(f"rounds must be >= 1 and seconds > 0, got {rounds} and {seconds}")
+    compiled, fixed = await asyncio.to_thread(compile_fixed, model, shape, device, config)
+    jobs = num_requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    x = np.random.default_rng(0).random(fixed, dtype=np.float32)
     aio = AsyncModel(compiled, device=device, num_requests=jobs)
     try:
         for _ in range(10):
@@ -153,7 +177,8 @@ async def bench_model(
         per_call = 1 / run_sync(compiled, x, 20)
         n = max(20, int(seconds / per_call))
         label = label or Path(model).stem
-        log(f"{label} {shape}: ~{per_call * 1e3:.2f} ms/inference sync, {jobs} requests, {n} per run")
+        hint = str(compiled.get_property("PERFORMANCE_HINT")).rpartition(".")[2]  # PerformanceMode.X
+        log(f"{label} {fixed}: ~{per_call * 1e3:.2f} ms/inference sync, {jobs} requests, {hint}, {n} per run")
         ips: dict[str, list[float]] = {m: [] for m in METHODS}
         for r in range(rounds):
             order = METHODS if r % 2 == 0 else METHODS[::-1]
@@ -165,7 +190,7 @@ async def bench_model(
         await aio.aclose()
     return BenchResult(
         model=label,
-        shape=shape,
+        shape=fixed,
         num_requests=jobs,
         device_ms=round(per_call * 1e3, 3),
         ips={m: round(statistics.median(v), 1) for m, v in ips.items()},
@@ -189,7 +214,7 @@ async def _run_method(
     return await run_aioinfer(aio, x, n, concurrency=4 * jobs)
 
 
-def idle_overheads(device: str = "CPU") -> dict[str, float]:
+def idle_overheads(device: str = "AUTO") -> dict[str, float]:
     """:func:`idle_overhead_us` under the default asyncio loop and, when installed, under uvloop."""
     runners: dict[str, Callable[[Any], Any]] = {"asyncio": asyncio.run}
     try:

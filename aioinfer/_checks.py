@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Integral, Real
 from typing import TypeVar
 
@@ -23,7 +24,7 @@ def is_positive(value: object, *, integer: bool = False, zero: bool = False) -> 
     >= 0 with ``zero``."""
     if isinstance(value, bool) or not isinstance(value, Integral if integer else Real):
         return False
-    if not isinstance(value, Integral) and not math.isfinite(value):  # type: ignore[arg-type]
+    if not isinstance(value, Integral) and not math.isfinite(value):
         return False
     return value >= 0 if zero else value > 0  # type: ignore[operator]
 
@@ -38,3 +39,12 @@ def check_positive(name: str, value: N, *, integer: bool = False, zero: bool = F
 def check_optional(name: str, value: float | None) -> float | None:
     """``None`` (no limit) or a finite number > 0, else a ``ValueError`` naming ``name``."""
     return None if value is None else check_positive(name, value)
+
+
+def deprecated_ms(name: str, seconds: float, ms: float | None) -> float:
+    """``seconds``, unless the deprecated ``{name}_ms`` was given (``ms`` not ``None``): then ``ms``
+    in seconds, with a DeprecationWarning (the API takes durations in seconds)."""
+    if ms is None:
+        return seconds
+    warnings.warn(f"{name}_ms= is deprecated; pass {name}= in seconds", DeprecationWarning, stacklevel=3)
+    return ms / 1e3

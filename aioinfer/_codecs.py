@@ -202,7 +202,7 @@ def _npy_header(stream: IO[bytes], what: str) -> tuple[tuple[int, ...], bool, np
     plain numeric dtypes (never objects, which would need pickle)."""
     try:
         read_header = _HEADER_READERS.get(np.lib.format.read_magic(stream), _unknown_version)
-        shape, fortran, dtype = read_header(stream)
+        shape, fortran, dtype = read_header(stream)  # type: ignore[no-untyped-call]
     except _HEADER_FAILURES as exc:
         raise DecodeError(f"{what} is not a .npy array: {exc}") from None
     if dtype.hasobject:

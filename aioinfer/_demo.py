@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 import cv2
 import numpy as np
 
-from ._sinks import JsonlSink, VideoSink
+from ._map import MapResult
+from ._pipeline import Step, run_pipeline
 from ._sources import open_source
 from ._stats import Latency
-from .tasks import Task
+from .tasks import TextResult
 from .tasks import load as load_task
 
 DEMO_SIZE = (360, 640)  # height, width
@@ -81,7 +81,7 @@ class DemoReport:
     source: str
     frames: int
     seconds: float
-    stage_ms: dict[str, Latency]
+    stages: dict[str, Latency]
     lines_expected: int | None
     lines_correct: int | None
     outputs: dict[str, Path] = field(default_factory=dict)
@@ -97,7 +97,7 @@ class DemoReport:
             file=file,
         )
         print("per-stage latency, ms (p50 / p95):", file=file)
-        for stage, lat in self.stage_ms.items():
+        for stage, lat in self.stages.items():
             print(f"  {stage:<13} {lat.p50:9.1f} / {lat.p95:9.1f}", file=file)
         if self.lines_expected:
             share = 100 * (self.lines_correct or 0) / self.lines_expected
@@ -106,18 +106,32 @@ class DemoReport:
             print(f"{name}: {path}", file=file)
 
 
+class _Accuracy:
+    """Counts the lines of the generated video read exactly, frame by frame."""
+
+    def __init__(self) -> None:
+        self.expected = self.correct = 0
+
+    def __call__(self, result: MapResult[TextResult]) -> None:
+        truth = demo_lines(result.index)
+        self.expected += len(truth)
+        self.correct += exact_matches(truth, result.output.texts)
+
+
 async def run_demo(
     source: str | int | None = None,
     *,
     output_dir: str | os.PathLike[str] = "aioinfer-demo",
     frames: int | None = None,
     max_in_flight: int | None = None,
-    device: str = "AUTO",
     progress: bool = True,
+    **load_options: Any,
 ) -> DemoReport:
     """OCR every frame of ``source`` (a video path or camera index; ``None``: a generated video of
-    ``frames`` frames with known text), writing an annotated video and one JSON line per frame into
-    ``output_dir``. ``frames`` caps how many frames are read from a given source."""
+    ``frames`` frames with known text) through the pipeline of ``aioinfer run --task ocr``, writing
+    an annotated video and one JSON line per frame into ``output_dir``. ``frames`` caps how many
+    frames are read from a given source; ``load_options`` (``device``, ``num_requests``,
+    ``config``) go to :func:`aioinfer.tasks.load`."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     generated = source is None
@@ -125,59 +139,33 @@ async def run_demo(
         path = await anyio.to_thread.run_sync(write_demo_video, out / INPUT_NAME, frames or DEMO_FRAMES)
         source = str(path)
     outputs = {"annotated video": out / VIDEO_NAME, "predictions": out / JSONL_NAME}
+    accuracy = _Accuracy() if generated else None
     if progress:
+        device = load_options.get("device", "AUTO")
         print(f"aioinfer demo: loading the PP-OCR models on {device}, reading {source}", file=sys.stderr)
-    async with load_task(None, task="ocr", device=device) as ocr:
-        count, expected, correct, seconds = await _read_video(
-            ocr,
-            source,
-            outputs,
-            frames=frames,
-            max_in_flight=max_in_flight,
-            known=generated,
-            progress=progress,
-        )
-        stages = ocr.stage_ms()
-    return DemoReport(
-        source=f"the generated video {source}" if generated else str(source),
-        frames=count,
-        seconds=seconds,
-        stage_ms=stages,
-        lines_expected=expected if generated else None,
-        lines_correct=correct if generated else None,
-        outputs=outputs,
-    )
-
-
-async def _read_video(
-    ocr: Task,
-    source: str | int,
-    outputs: dict[str, Path],
-    *,
-    frames: int | None,
-    max_in_flight: int | None,
-    known: bool,
-    progress: bool,
-) -> tuple[int, int, int, float]:
-    """OCR the frames into the sinks; (frames, known lines, lines read exactly, seconds)."""
-    count = expected = correct = 0
     async with (
         open_source(source, count=frames) as frames_in,
-        VideoSink(outputs["annotated video"], fps=frames_in.fps or DEMO_FPS) as video,
-        JsonlSink(outputs["predictions"]) as jsonl,
+        load_task(None, task="ocr", **load_options) as ocr,
     ):
-        start = time.perf_counter()
-        async for result in ocr.map(frames_in, max_in_flight=max_in_flight, progress=progress):
-            pred = result.output
-            await video.write(await anyio.to_thread.run_sync(ocr.draw, result.frame, pred))
-            await jsonl.write({"frame": result.index, "timestamp_ms": result.timestamp_ms, **pred.to_dict()})
-            count += 1
-            if known:
-                truth = demo_lines(result.index)
-                expected += len(truth)
-                correct += exact_matches(truth, pred.texts)
-        seconds = time.perf_counter() - start
-    return count, expected, correct, seconds
+        done = await run_pipeline(
+            Step.of_task(ocr),
+            frames_in,
+            video=outputs["annotated video"],
+            jsonl=outputs["predictions"],
+            max_in_flight=max_in_flight,
+            progress=progress,
+            each=accuracy,
+        )
+        stages = ocr.stats().stages
+    return DemoReport(
+        source=f"the generated video {source}" if generated else str(source),
+        frames=done.frames,
+        seconds=done.seconds,
+        stages=stages,
+        lines_expected=accuracy.expected if accuracy else None,
+        lines_correct=accuracy.correct if accuracy else None,
+        outputs=outputs,
+    )
 
 
 def exact_matches(truth: Sequence[str], read: Sequence[str]) -> int:

@@ -1,8 +1,15 @@
-"""The one exception hierarchy of aioinfer: everything raised on purpose derives from AioInferError."""
+"""The one exception hierarchy of aioinfer: everything raised on purpose derives from AioInferError.
+
+Names: a failure (something went wrong and the call cannot succeed as asked) ends in ``Error``.
+:class:`QueueFull` and :class:`InferTimeout` do not, on purpose: they are flow-control conditions
+that a caller expects under load and answers by retrying or shedding work, and they mirror the
+standard library's own names for the same conditions (``asyncio.QueueFull``; ``TimeoutError``,
+which :class:`InferTimeout` also derives from)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "AioInferError",
@@ -30,11 +37,31 @@ __all__ = [
     "UnsupportedFormatError",
     "TooLargeError",
     "ImageTooLarge",
+    "MissingExtraError",
 ]
 
 
 class AioInferError(Exception):
-    """Base class of every error aioinfer raises on purpose."""
+    """Base class of every error aioinfer raises on purpose.
+
+    Every one pickles (to cross a process pool, say) by its class, ``args`` and attributes, without
+    calling ``__init__`` again: a subclass whose ``__init__`` takes other arguments than its
+    message round-trips too."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = dict(vars(self))
+        if isinstance(self, ImportError):  # its name and path are not in __dict__
+            state.update(name=self.name, path=self.path)
+        return _rebuild, (type(self), self.args, state)
+
+
+def _rebuild(cls: type[AioInferError], args: tuple[Any, ...], state: dict[str, Any]) -> AioInferError:
+    """Unpickle an aioinfer error: ``cls`` with ``args`` and attributes ``state``."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args  # OSError's __new__ leaves them to an __init__ that a subclass overrides
+    for key, value in state.items():
+        setattr(exc, key, value)
+    return exc
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -120,11 +147,14 @@ class NotBatchableError(AioInferError, ValueError):
 
 
 class QueueFull(AioInferError):
-    """``max_queue`` callers are already waiting for a request: rejected at once (back-pressure)."""
+    """``max_queue`` calls already wait, accepted and not yet running: this one is refused at once
+    (back-pressure; a server answers 503). Named like ``asyncio.QueueFull``: a condition to answer
+    by retrying later, not a failure."""
 
 
 class InferTimeout(AioInferError, TimeoutError):
-    """A job did not finish within its timeout; it was dropped or cancelled on the device."""
+    """A job did not finish within its timeout; it was dropped or cancelled on the device. A
+    ``TimeoutError``, named like it: a condition under load, not a failure of the model."""
 
 
 class ClosedError(AioInferError, RuntimeError):
@@ -183,8 +213,31 @@ class ImageTooLarge(TooLargeError):
     decoded. A server answers 413."""
 
 
+# -- installation --------------------------------------------------------------------------------
+
+
+class MissingExtraError(AioInferError, ModuleNotFoundError):
+    """A feature needs an optional extra of aioinfer that is not installed. The message names the
+    module that is missing and the command that installs it (``pip install "aioinfer[serve]"``);
+    ``extra`` is the extra's name and ``name`` the missing module's."""
+
+    def __init__(self, extra: str, module: str, feature: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f'{module} is not installed: pip install "aioinfer[{extra}]" for {feature}',
+            name=module,
+        )
+
+
 def ov_message(exc: BaseException) -> str:
     """OpenVINO's message without its stack of 'Exception from file:line' lines."""
     lines = [ln.strip().removeprefix("Caught exception:").strip() for ln in str(exc).splitlines()]
     meaningful = [ln for ln in lines if ln and not ln.startswith("Exception from ")]
     return " ".join(meaningful) or str(exc).strip() or type(exc).__name__
+
+
+# shown as aioinfer.QueueFull, not aioinfer._errors.QueueFull, in tracebacks and reprs; pickled by
+# that name too (each is exported by the aioinfer package)
+for _name in __all__:
+    globals()[_name].__module__ = "aioinfer"
+del _name

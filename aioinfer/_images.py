@@ -97,9 +97,10 @@ def read_header(data: bytes | bytearray, *, name: str = "the image") -> ImageHea
 # -- one reader per format: (format, width, height, pixels of the largest buffer decoding needs) --
 
 _Size = tuple[str, int, int, int]
+Buffer = bytes | bytearray
 
 
-def _png(data: bytes) -> _Size:
+def _png(data: Buffer) -> _Size:
     length, kind, width, height = struct.unpack_from(">L4sLL", data, 8)
     if (length, kind) != (13, b"IHDR"):
         raise DecodeError(f"a PNG must start with its IHDR chunk, got {kind!r}")
@@ -107,7 +108,7 @@ def _png(data: bytes) -> _Size:
     return "PNG", width, height, 0
 
 
-def _check_png_chunks(data: bytes) -> None:
+def _check_png_chunks(data: Buffer) -> None:
     """Every chunk up to IEND fits in ``data``: OpenCV allocates (and fills) the length a chunk
     declares before reading it, 4 GiB for an 80-byte PNG that claims so."""
     pos = 8
@@ -123,7 +124,7 @@ def _check_png_chunks(data: bytes) -> None:
         pos += 12 + length
 
 
-def _jpeg(data: bytes) -> _Size:
+def _jpeg(data: Buffer) -> _Size:
     """The size in the first start-of-frame (SOFn) segment, which is what the decoder uses."""
     pos = 2
     while True:
@@ -147,13 +148,13 @@ def _jpeg(data: bytes) -> _Size:
         pos += length
 
 
-def _bmp(data: bytes) -> _Size:
+def _bmp(data: Buffer) -> _Size:
     (header_size,) = struct.unpack_from("<L", data, 14)
     width, height = struct.unpack_from("<HH" if header_size == 12 else "<ll", data, 18)
     return "BMP", width, abs(height), 0  # a negative height: rows stored top-down
 
 
-def _webp(data: bytes) -> _Size:
+def _webp(data: Buffer) -> _Size:
     chunk = data[12:16]
     if chunk == b"VP8 ":  # lossy: the key frame's header
         if data[23:26] != b"\x9d\x01\x2a":
@@ -178,7 +179,7 @@ _TIFF_INT = {3: "H", 4: "L", 16: "Q"}
 _WIDTH, _LENGTH, _TILE_WIDTH, _TILE_LENGTH = 256, 257, 322, 323
 
 
-def _tiff(data: bytes) -> _Size:
+def _tiff(data: Buffer) -> _Size:
     """The size in the first image file directory (the image OpenCV decodes), classic or BigTIFF,
     either byte order; its tiles too, since the decoder allocates whole tiles."""
     order = "<" if data[:2] == b"II" else ">"
@@ -200,19 +201,19 @@ def _tiff(data: bytes) -> _Size:
     return "TIFF", fields[_WIDTH], fields[_LENGTH], tile
 
 
-def _pnm(data: bytes) -> _Size:
+def _pnm(data: Buffer) -> _Size:
     match = _PNM.match(data, 0, 4096)
     if match is None:
         raise DecodeError("a PNM whose header has no width and height in its first 4096 bytes")
     return "PNM", int(match[1]), int(match[2]), 0
 
 
-def _gif(data: bytes) -> _Size:
+def _gif(data: Buffer) -> _Size:
     width, height = struct.unpack_from("<HH", data, 6)  # the logical screen: frames must fit in it
     return "GIF", width, height, 0
 
 
-_FORMATS: tuple[tuple[Callable[[bytes], bool], Callable[[bytes], _Size]], ...] = (
+_FORMATS: tuple[tuple[Callable[[Buffer], bool], Callable[[Buffer], _Size]], ...] = (
     (lambda d: d.startswith(b"\x89PNG\r\n\x1a\n"), _png),
     (lambda d: d.startswith(b"\xff\xd8\xff"), _jpeg),
     (lambda d: d.startswith(b"BM"), _bmp),

@@ -139,7 +139,7 @@ class InputAdapter:
             if len(shape) != len(expected):
                 return False
             return all(e < 0 or e == d for e, d in zip(expected, shape, strict=True))
-        return self._pshapes[index].compatible(ov.PartialShape(list(shape)))
+        return bool(self._pshapes[index].compatible(ov.PartialShape(list(shape))))
 
 
 def _unbounded_dynamic(pshape: ov.PartialShape) -> bool:

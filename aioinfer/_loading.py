@@ -149,3 +149,17 @@ def compile_model(model: ov.Model, device: str, config: Mapping[str, Any]) -> ov
         raise ModelLoadError(
             f"OpenVINO could not compile the model for {device!r}: {ov_message(exc)}"
         ) from exc
+
+
+def runtime_precisions(compiled: ov.CompiledModel) -> frozenset[str] | None:
+    """The precisions (``f32``, ``bf16``, ``i32``, ...) the nodes of the compiled model run in, as
+    its runtime model tells; ``None`` when the device does not tell."""
+    try:
+        runtime = compiled.get_runtime_model()
+        return frozenset(
+            op.get_rt_info()["runtimePrecision"].astype(str)
+            for op in runtime.get_ordered_ops()
+            if "runtimePrecision" in op.get_rt_info()
+        )
+    except RuntimeError:
+        return None

@@ -5,32 +5,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
+from anyio.abc import AsyncResource
 from tqdm.auto import tqdm
 
 from ._errors import FrameError, ItemCancelledError
 from ._sources import Frame, FrameSource, guard_source, source_name
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds arrays
-class MapResult:
-    """One item's outcome, paired with the item it came from.
+class MapResult(Generic[T]):
+    """One item's outcome, paired with what the function was given for it.
 
-    For a :class:`Frame`, ``index``/``timestamp_ms`` are the frame's and ``frame`` its image; for any
-    other item ``index`` is its position in the iterable, ``timestamp_ms`` is ``None`` and ``frame``
-    the item itself. ``error`` is set (and ``output`` is ``None``) only with ``return_exceptions=True``;
-    for a frame the source could not read, it is that frame's :class:`FrameError` and ``frame`` is
+    ``input`` is what the function received: for a :class:`Frame` its ``image`` (and ``index`` and
+    ``timestamp_ms`` are the frame's); for any other item the item itself (``index`` is its position
+    in the iterable, ``timestamp_ms`` is ``None``). ``output`` is what the function returned (of
+    type ``T``). ``error`` is set (and ``output`` is ``None``) only with ``return_exceptions=True``;
+    for a frame the source could not read, it is that frame's :class:`FrameError` and ``input`` is
     ``None``.
     """
 
     index: int
     timestamp_ms: float | None
-    frame: Any
-    output: Any
+    input: Any
+    output: T
     error: BaseException | None = None
+
+    @property
+    def frame(self) -> Any:
+        """Deprecated alias of :attr:`input` (it was renamed: for a frame it is the frame's image)."""
+        warnings.warn("MapResult.frame is deprecated; use MapResult.input", DeprecationWarning, stacklevel=2)
+        return self.input
 
 
 @dataclass(frozen=True)
@@ -57,12 +68,12 @@ class _End:
 
 
 class _Job:
-    __slots__ = ("frame", "index", "task", "timestamp_ms")
+    __slots__ = ("index", "input", "task", "timestamp_ms")
 
-    def __init__(self, index: int, timestamp_ms: float | None, frame: Any, task: asyncio.Future[Any]) -> None:
+    def __init__(self, index: int, timestamp_ms: float | None, input: Any, task: asyncio.Future[Any]) -> None:
         self.index = index
         self.timestamp_ms = timestamp_ms
-        self.frame = frame
+        self.input = input
         self.task = task
 
 
@@ -175,7 +186,7 @@ async def _read(state: _State) -> None:
         position += 1
 
 
-class MapIterator(AsyncIterator[MapResult]):
+class MapIterator(AsyncIterator[MapResult[T]], AsyncResource):
     """The async iterator :func:`amap` returns; also an async context manager.
 
     Leaving ``async for`` early (``break``, an exception, cancellation) cancels the jobs in flight;
@@ -185,7 +196,7 @@ class MapIterator(AsyncIterator[MapResult]):
 
     def __init__(
         self,
-        fn: Callable[[Any], Awaitable[Any]],
+        fn: Callable[[Any], Awaitable[T]],
         items: Iterable[Any] | AsyncIterable[Any],
         *,
         max_in_flight: int,
@@ -201,10 +212,10 @@ class MapIterator(AsyncIterator[MapResult]):
         unit = "frame" if isinstance(items, FrameSource) else "item"
         self._bar = tqdm(total=_length(items), unit=unit, dynamic_ncols=True) if progress else None
 
-    def __aiter__(self) -> MapIterator:
+    def __aiter__(self) -> MapIterator[T]:
         return self
 
-    async def __anext__(self) -> MapResult:
+    async def __anext__(self) -> MapResult[T]:
         state = self._state
         if self._finished:
             raise StopAsyncIteration
@@ -226,7 +237,7 @@ class MapIterator(AsyncIterator[MapResult]):
             raise StopAsyncIteration
         return self._result(message)
 
-    def _result(self, job: _Job) -> MapResult:
+    def _result(self, job: _Job) -> MapResult[T]:
         state = self._state
         state.slots.release()
         error = _job_error(job)
@@ -242,10 +253,10 @@ class MapIterator(AsyncIterator[MapResult]):
         if error is not None and not self._return_exceptions:
             self._finish()
             raise error
-        output = None if error is not None else job.task.result()
-        return MapResult(job.index, job.timestamp_ms, job.frame, output, error)
+        output = cast(T, None) if error is not None else job.task.result()  # documented: None on error
+        return MapResult(job.index, job.timestamp_ms, job.input, output, error)
 
-    def _finish(self) -> list[asyncio.Task[Any]]:
+    def _finish(self) -> list[asyncio.Future[Any]]:
         """Nothing more will be yielded: cancel what is left, close the bar; returns the tasks
         cancelled (to await)."""
         self._finished = True
@@ -277,12 +288,6 @@ class MapIterator(AsyncIterator[MapResult]):
             fps=round((state.inferred + state.failed) / elapsed, 3) if elapsed > 0 else 0.0,
         )
 
-    async def __aenter__(self) -> MapIterator:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     def __del__(self) -> None:
         if getattr(self, "_finished", True):
             return
@@ -296,58 +301,26 @@ class MapIterator(AsyncIterator[MapResult]):
             state.loop.call_soon_threadsafe(state.cancel)
 
 
-class Mappable:
-    """Gives a class ``map``: each item goes through the callable ``_map_target`` names (``infer``
-    of a model, ``predict`` of a task), with twice that model's requests in flight by default."""
-
-    def _map_target(self) -> tuple[Callable[[Any], Awaitable[Any]], int]:
-        raise NotImplementedError
-
-    def map(
-        self,
-        items: Iterable[Any] | AsyncIterable[Any],
-        *,
-        max_in_flight: int | None = None,
-        ordered: bool = True,
-        return_exceptions: bool = False,
-        progress: bool = False,
-    ) -> MapIterator:
-        """Run every item of a sync or async iterable (an image, a :class:`Frame`, or inputs) with
-        at most ``max_in_flight`` read and not yet yielded (default: twice the model's requests).
-
-        Yields :class:`MapResult` in input order (``ordered=True``) or as completed;
-        ``progress=True`` shows a tqdm bar. See :func:`amap` for the whole contract.
-        """
-        fn, requests = self._map_target()
-        return amap(
-            fn,
-            items,
-            max_in_flight=max_in_flight or 2 * requests,
-            ordered=ordered,
-            return_exceptions=return_exceptions,
-            progress=progress,
-        )
-
-
 def amap(
-    fn: Callable[[Any], Awaitable[Any]],
+    fn: Callable[[Any], Awaitable[T]],
     items: Iterable[Any] | AsyncIterable[Any],
     *,
     max_in_flight: int,
     ordered: bool = True,
     return_exceptions: bool = False,
     progress: bool = False,
-) -> MapIterator:
+) -> MapIterator[T]:
     """Await ``fn(item)`` for every item of ``items`` with at most ``max_in_flight`` running.
 
     ``items`` is any sync or async iterable, e.g. a :class:`~aioinfer.FrameSource`. An item is read
     only when fewer than ``max_in_flight`` items are read and not yet yielded, so a fast source never
     runs ahead of the consumer. A :class:`Frame` is unwrapped: ``fn(frame.image)``.
 
-    Yields a :class:`MapResult` per item, in input order with ``ordered=True``, as they complete
-    otherwise. An exception from ``fn`` is raised at its item (the rest are cancelled), or returned in
-    ``MapResult.error`` with ``return_exceptions=True``; so is a frame a FrameSource could not read
-    (its :class:`FrameError`), after which the next frames keep coming. ``fn`` raising
+    Yields a :class:`MapResult` per item (``MapResult[T]`` for an ``fn`` returning ``T``), in input
+    order with ``ordered=True``, as they complete otherwise. An exception from ``fn`` is raised at
+    its item (the rest are cancelled), or returned in ``MapResult.error`` with
+    ``return_exceptions=True``; so is a frame a FrameSource could not read (its
+    :class:`FrameError`), after which the next frames keep coming. ``fn`` raising
     ``CancelledError`` on its own fails its item with :class:`ItemCancelledError`. An exception from
     the source is raised after the results of the items read before it, whatever it is: a source
     raising ``CancelledError`` on its own raises a :class:`SourceError` (it is neither the end of the

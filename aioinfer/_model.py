@@ -6,17 +6,18 @@ import os
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
-import numpy as np
 import openvino as ov
+from anyio.abc import AsyncResource
 
 from . import _loading, _reaper
 from ._inputs import InputAdapter, Inputs, TensorInfo
-from ._map import Mappable
+from ._mappable import Mappable
 from ._outputs import Outputs
 from ._pool import RequestPool
+from ._runner import Arrays
 from ._stats import Stats
 
 DEFAULT_HINT = "THROUGHPUT"
@@ -47,10 +48,11 @@ class ModelInfo:
         }
 
 
-class AsyncModel(Mappable):
+class AsyncModel(Mappable[Outputs], AsyncResource):
     """A compiled model served by a pool of infer requests; ``await model.infer(x)`` from any task.
 
-    Made by :func:`load`. Bound to the event loop it was loaded in.
+    Made by :func:`load`. Bound to the event loop it was loaded in. Also the two halves of
+    ``infer``, :meth:`adapt` and :meth:`run_adapted` (the internal ``_runner.Runner`` interface).
     """
 
     def __init__(
@@ -69,7 +71,7 @@ class AsyncModel(Mappable):
         self._keeper = compiled.create_infer_request()
         n = num_requests or _optimal_requests(compiled)
         outputs = tuple(TensorInfo.of(p) for p in compiled.outputs)
-        self._adapt = InputAdapter(
+        self._adapter = InputAdapter(
             [TensorInfo.of(p) for p in compiled.inputs], [p.get_partial_shape() for p in compiled.inputs]
         )
         self._pool = RequestPool(
@@ -82,7 +84,7 @@ class AsyncModel(Mappable):
         )
         self.info = ModelInfo(
             name=_model_name(compiled),
-            inputs=self._adapt.inputs,
+            inputs=self._adapter.inputs,
             outputs=outputs,
             device=device,
             execution_devices=tuple(_property(compiled, "EXECUTION_DEVICES", [device])),
@@ -99,13 +101,18 @@ class AsyncModel(Mappable):
         inputs that do not fit the model, :class:`InferenceError` if the device fails. Cancelling
         the caller drops the job, or cancels it on the device, and frees its request.
         """
-        return await self._pool.run(self._adapt(inputs), timeout)
+        return await self._pool.run(self._adapter(inputs), timeout)
 
     __call__ = infer
 
-    async def _infer_adapted(self, inputs: dict[int, np.ndarray], timeout: float | None = None) -> Outputs:
-        """``infer`` for inputs already checked and converted by this model's adapter (the Batcher)."""
-        return await self._pool.run(inputs, timeout)
+    def adapt(self, inputs: Inputs) -> Arrays:
+        """The first half of :meth:`infer`: ``inputs`` checked and converted to the model's arrays
+        by input index; raises an :class:`InputError` for inputs that do not fit. Safe on any thread."""
+        return self._adapter(inputs)
+
+    async def run_adapted(self, arrays: Arrays, timeout: float | None = None) -> Outputs:
+        """The second half of :meth:`infer`, for ``arrays`` made by :meth:`adapt` (not checked again)."""
+        return await self._pool.run(arrays, timeout)
 
     def _map_target(self) -> tuple[Callable[[Any], Awaitable[Outputs]], int]:
         return self.infer, self.info.num_requests
@@ -124,12 +131,6 @@ class AsyncModel(Mappable):
         failed with ClosedError and cancelled on the device), and release the requests. Idempotent."""
         await self._pool.aclose(timeout)
 
-    async def __aenter__(self) -> AsyncModel:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     @property
     def compiled(self) -> ov.CompiledModel:
         """The OpenVINO compiled model behind this one (do not keep it past the model's life: its
@@ -147,11 +148,7 @@ class AsyncModel(Mappable):
         return f"<AsyncModel {self.info.name!r} on {self.info.device} ({state})>"
 
 
-class _Closable(Protocol):
-    async def aclose(self) -> None: ...
-
-
-T = TypeVar("T", bound=_Closable)
+T = TypeVar("T", bound=AsyncResource)
 
 
 class _Loading(Generic[T]):
@@ -163,7 +160,7 @@ class _Loading(Generic[T]):
         self._model: T | None = None
 
     def __await__(self) -> Generator[Any, None, T]:
-        return self._factory().__await__()  # type: ignore[attr-defined]
+        return self._factory().__await__()
 
     async def __aenter__(self) -> T:
         self._model = await self._factory()
@@ -192,8 +189,9 @@ def load(
     ``HETERO:GPU,CPU``, ...). ``num_requests=None`` uses the device's optimal number of requests.
     ``config`` is OpenVINO's compile config; ``PERFORMANCE_HINT`` defaults to ``THROUGHPUT``.
     ``reshape`` fixes input shapes at load (one shape, or a mapping by input name/index).
-    ``max_queue`` bounds the callers waiting for a request: beyond it ``infer`` raises
-    :class:`QueueFull` at once. ``share_inputs=True`` lets the device read the caller's arrays
+    ``max_queue``: how many calls may wait, accepted and not yet running on the device (here:
+    waiting for a free request), before the next is refused at once with :class:`QueueFull`;
+    ``None``: no bound. ``share_inputs=True`` lets the device read the caller's arrays
     without a copy: then an input array must not be modified until its ``infer`` has returned, and
     no other request may run on ``model.compiled`` (OpenVINO's CPU plugin can then write a copied
     input into the last shared array).

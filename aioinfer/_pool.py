@@ -267,7 +267,7 @@ class RequestPool:
             with self._lock:
                 slots, self._slots, self._idle = self._slots, [], []
             for slot in slots:
-                request, slot.request = slot.request, None  # type: ignore[assignment]
+                request, slot.request = slot.request, None
                 if request is not None:
                     with contextlib.suppress(Exception):  # a failed or cancelled last job is over too
                         request.wait()

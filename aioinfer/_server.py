@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import socket
 from collections.abc import Iterator
@@ -51,7 +52,9 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-async def serve(app: Starlette, *, host: str, port: int, drain_timeout: int, log_level: str = "info") -> int:
+async def serve(
+    app: Starlette, *, host: str, port: int, drain_timeout: float, log_level: str = "info"
+) -> int:
     """Serve ``app`` until a signal; stop accepting, let requests in flight finish (at most
     ``drain_timeout`` seconds; those still running then answer 503), close the model. Returns 0, or 1
     if the model failed to load."""
@@ -62,7 +65,7 @@ async def serve(app: Starlette, *, host: str, port: int, drain_timeout: int, log
         port=port,
         lifespan="on",
         log_level=log_level,
-        timeout_graceful_shutdown=drain_timeout + ABORT_GRACE,
+        timeout_graceful_shutdown=math.ceil(drain_timeout + ABORT_GRACE),
     )
     server = _Server(config, service, drain_timeout)
 

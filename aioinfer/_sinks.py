@@ -12,12 +12,13 @@ from typing import IO, Any
 import anyio
 import cv2
 import numpy as np
+from anyio.abc import AsyncResource
 
 FOURCC_BY_SUFFIX = {".avi": "MJPG", ".mkv": "MJPG", ".mp4": "mp4v", ".mov": "mp4v"}
 DEFAULT_FPS = 25.0
 
 
-class _Sink(abc.ABC):
+class _Sink(AsyncResource):
     """Serialises writes (in call order) on a worker thread; an async context manager."""
 
     def __init__(self) -> None:
@@ -39,12 +40,6 @@ class _Sink(abc.ABC):
     @abc.abstractmethod
     def _close(self) -> None:
         """Runs on the worker thread."""
-
-    async def __aenter__(self) -> Any:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 class VideoSink(_Sink):

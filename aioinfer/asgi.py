@@ -17,9 +17,15 @@ received within ``body_timeout``, 413 body too large or declaring more than ``ma
 ``max_pixels``, 415 unsupported content type or image format, 422 inputs or settings that do not fit
 (the message says what was expected), 503 queue full, not ready or shutting down (with
 ``Retry-After``), 504 timeout.
+
+Needs the ``serve`` extra (``pip install "aioinfer[serve]"``): importing this module without it
+raises :class:`aioinfer.MissingExtraError` saying so.
 """
 
-from ._app import create_app
 from ._batcher import Batcher
+from ._install import require
+
+require("serve")  # first: without the extra, an error naming the pip command, not starlette's
+from ._app import create_app  # noqa: E402
 
 __all__ = ["Batcher", "create_app"]

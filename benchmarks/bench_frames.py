@@ -116,7 +116,7 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", default="640x480", help="video frame size WxH")
     parser.add_argument("--device", default="CPU")
-    parser.add_argument("--requests", type=int, default=None, help="aioinfer requests (default: optimal)")
+    parser.add_argument("--num-requests", type=int, default=None, help="aioinfer requests (default: optimal)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -126,7 +126,7 @@ async def main() -> None:
         ov_model, prepare = fixed_model(args.model, args.preprocess, (height, width))
         compiled = ov.Core().compile_model(ov_model, args.device)  # what a plain loop would use
         hint = compiled.get_property("PERFORMANCE_HINT")
-        async with aioinfer.load(ov_model, device=args.device, num_requests=args.requests) as model:
+        async with aioinfer.load(ov_model, device=args.device, num_requests=args.num_requests) as model:
             max_in_flight = 2 * model.info.num_requests
             seq_fps: list[float] = []
             same_fps: list[float] = []  # the sequential loop on aioinfer's own compiled model

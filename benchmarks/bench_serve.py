@@ -8,7 +8,7 @@ its own uvicorn subprocess on 127.0.0.1:
 * naive     - an async Starlette endpoint that calls ``compiled_model(x)`` inline (blocks the loop);
 * executor  - the same endpoint with ``run_in_executor`` (one infer request per worker thread);
 * aioinfer  - ``aioinfer.asgi.create_app`` without batching (``max_batch_size=1``);
-* batched   - ``create_app`` with dynamic batching (``max_batch_size=16``, ``max_delay_ms=2``);
+* batched   - ``create_app`` with dynamic batching (``max_batch_size=16``, ``max_delay=0.002``);
 
 at 1, 16 and 64 concurrent clients (aiohttp, one connection each, a bounded number of requests),
 beside the model's own ceiling: ``openvino.AsyncInferQueue`` with batch-1 jobs, no HTTP.
@@ -76,7 +76,7 @@ def build_app(variant: str):
             model_path(), device="CPU", config=CONFIG, reshape=[-1, *SHAPE[1:]], share_inputs=True
         )
         return create_app(
-            source, max_batch_size=16 if variant == "batched" else 1, max_delay_ms=2, max_queue=1024
+            source, max_batch_size=16 if variant == "batched" else 1, max_delay=0.002, max_queue=1024
         )
 
     compiled = compile_model()

@@ -1,11 +1,15 @@
-"""An image folder with the faults real ones have, written by OpenCV (tests of sources and of map)."""
+"""An image folder with the faults real ones have, written by OpenCV, and what the tests of sources
+use to read one (tests of sources and of map)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
 from models import indexed_frame
+
+import aioinfer
 
 IMAGES = 12
 EMPTY = 7  # the index of the 0-byte image
@@ -25,3 +29,26 @@ def faulty_folder(folder: Path) -> list[Path]:
         else:
             assert cv2.imwrite(str(path), indexed_frame(i))
     return paths
+
+
+async def collect(source: aioinfer.FrameSource) -> list[aioinfer.Frame]:
+    async with source as frames:
+        return [f async for f in frames]
+
+
+async def collect_with_errors(source: aioinfer.FrameSource) -> list[aioinfer.Frame | aioinfer.FrameError]:
+    """Every frame, and in its place the FrameError of each frame that could not be read."""
+    got: list[aioinfer.Frame | aioinfer.FrameError] = []
+    async with source as frames:
+        while True:
+            try:
+                got.append(await frames.__anext__())
+            except aioinfer.FrameError as exc:
+                got.append(exc)
+            except StopAsyncIteration:
+                return got
+
+
+def source_threads() -> list[threading.Thread]:
+    """The reader threads of sources still alive."""
+    return [t for t in threading.enumerate() if t.name.startswith("aioinfer-source")]

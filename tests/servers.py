@@ -57,10 +57,20 @@ async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 class Serving:
     """``async with Serving(*args) as server``: ``aioinfer serve *args`` as a subprocess on CPU,
     exact f32, a free port, entered once it listens; killed at exit if it still runs. Its log is
-    read all along (a full pipe would block the server), into ``log``."""
+    read all along (a full pipe would block the server), into ``log``. With ``command``, that
+    command instead (any that runs uvicorn), in ``cwd`` with the environment ``env``."""
 
-    def __init__(self, *args: str | Path) -> None:
+    def __init__(
+        self,
+        *args: str | Path,
+        command: list[str] | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.args = args
+        self.command = command
+        self.cwd = cwd
+        self.env = env
         self.proc: asyncio.subprocess.Process  # started by __aenter__
         self.log: list[str] = []
         self.url = ""
@@ -68,19 +78,10 @@ class Serving:
         self._grew = asyncio.Event()
 
     async def __aenter__(self) -> Serving:
+        serve = [sys.executable, "-m", "aioinfer", "serve", *map(str, self.args), "--device", "CPU"]
+        serve += ["--port", "0", "--config", "INFERENCE_PRECISION_HINT=f32"]
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "aioinfer",
-            "serve",
-            *map(str, self.args),
-            "--device",
-            "CPU",
-            "--port",
-            "0",
-            "--config",
-            "INFERENCE_PRECISION_HINT=f32",
-            stderr=asyncio.subprocess.PIPE,
+            *(self.command or serve), stderr=asyncio.subprocess.PIPE, cwd=self.cwd, env=self.env
         )
         self._logging = asyncio.create_task(self._read_log())
         try:

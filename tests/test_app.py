@@ -30,7 +30,7 @@ from aioinfer.asgi import create_app
 
 @pytest.mark.parametrize("max_batch_size", [8, 1], ids=["batching", "no-batching"])
 async def test_64_clients_each_get_the_answer_to_their_own_input(linear_model, max_batch_size):
-    app = create_app(linear_model, max_batch_size=max_batch_size, max_delay_ms=2)
+    app = create_app(linear_model, max_batch_size=max_batch_size, max_delay=0.002)
     async with serving(app) as client:
 
         async def one_client(c: int) -> None:  # 64 clients, 8 requests each, over the shared pool
@@ -94,7 +94,7 @@ async def test_clients_that_hang_up_while_waiting_are_still_served_and_their_bat
     async with aioinfer.load(
         models.slow_conv(64), device="CPU", config=models.EXACT, num_requests=1
     ) as model:
-        app = create_app(model, max_batch_size=8, max_delay_ms=20)
+        app = create_app(model, max_batch_size=8, max_delay=0.02)
         async with serving(app) as client:
             await app.state.service.loaded.wait()  # batching decided
             batcher = app.state.service.batcher
@@ -177,7 +177,7 @@ async def test_bad_requests_answer_4xx_with_what_was_expected(linear_model):
 
 
 async def test_npz_in_and_out_and_info(linear_model):
-    async with serving(create_app(linear_model, max_batch_size=4, max_delay_ms=1)) as client:
+    async with serving(create_app(linear_model, max_batch_size=4, max_delay=0.001)) as client:
         buffer = io.BytesIO()
         x = np.arange(8, dtype=np.float32).reshape(2, 4)
         np.savez(buffer, x=x)
@@ -311,9 +311,9 @@ def served_like_the_cli(model: ov.Model, tmp_path: Path, *flags: str) -> Starlet
     exact = ("--device", "CPU", "--config", "INFERENCE_PRECISION_HINT=f32")
     args = build_parser().parse_args(["serve", str(path), *exact, *flags])
     return create_app(
-        serve_cli._open(args),
+        serve_cli._open(args, {}),
         max_batch_size=args.max_batch_size,
-        max_delay_ms=args.max_delay_ms,
+        max_delay=args.max_delay_ms / 1e3,
         batching=args.batching,
     )
 
@@ -400,7 +400,7 @@ async def test_a_separable_model_is_still_batched_and_exact(tmp_path):
 
 async def test_the_user_can_declare_a_model_batch_separable():
     async with aioinfer.load(models.rows_mixed([-1, 4]), device="CPU", config=models.EXACT) as model:
-        app = create_app(model, batching="on", max_delay_ms=50)
+        app = create_app(model, batching="on", max_delay=0.05)
         async with serving(app) as client:
             xs = [[k, 0, 0, 0] for k in range(16)]
             responses = await asyncio.gather(*(client.post("/v1/infer", json={"inputs": [x]}) for x in xs))
@@ -416,7 +416,7 @@ async def test_the_user_can_declare_a_model_batch_separable():
 async def test_a_declared_model_whose_outputs_cannot_be_split_is_served_alone_from_then_on(caplog):
     source = aioinfer.load(models.batch_dropped("reshape", [-1, 4]), device="CPU", config=models.EXACT)
     async with source as model:
-        app = create_app(model, batching="on", max_delay_ms=20)
+        app = create_app(model, batching="on", max_delay=0.02)
         async with serving(app) as client:
             await each_client_gets_its_own_answer(client, lambda x: models.linear_expected(x).reshape(-1))
             batching = (await client.get("/v1/info")).json()["batching"]

@@ -21,7 +21,7 @@ def rows(start: int, n: int = 1) -> np.ndarray:
 
 async def test_concurrent_calls_are_grouped_and_each_gets_its_own_rows(linear_model):
     sizes: list[int] = []
-    async with Batcher(linear_model, max_batch_size=8, max_delay_ms=50, on_batch=sizes.append) as batcher:
+    async with Batcher(linear_model, max_batch_size=8, max_delay=0.05, on_batch=sizes.append) as batcher:
         xs = [rows(i, n=1 + i % 3) for i in range(60)]
         outs = await asyncio.gather(*(batcher.infer(x) for x in xs))
     for x, out in zip(xs, outs, strict=True):
@@ -34,13 +34,13 @@ async def test_concurrent_calls_are_grouped_and_each_gets_its_own_rows(linear_mo
 
 async def test_batch_waits_at_most_max_delay_for_company(linear_model):
     with anyio.fail_after(5):  # a few ms are expected; seconds mean it waited for company
-        async with Batcher(linear_model, max_batch_size=64, max_delay_ms=1) as batcher:
+        async with Batcher(linear_model, max_batch_size=64, max_delay=0.001) as batcher:
             out = await batcher.infer(rows(1))  # alone: must not wait for 63 others that never come
     np.testing.assert_array_equal(out[0], models.linear_expected(rows(1)))
 
 
 async def test_a_bad_input_fails_only_its_own_call(linear_model):
-    async with Batcher(linear_model, max_batch_size=8, max_delay_ms=20) as batcher:
+    async with Batcher(linear_model, max_batch_size=8, max_delay=0.02) as batcher:
         calls = [batcher.infer(rows(i)) for i in range(6)]
         calls.insert(3, batcher.infer(np.zeros((1, 5), np.float32)))
         calls.insert(5, batcher.infer(np.array([["a", "b", "c", "d"]])))
@@ -57,7 +57,7 @@ async def test_a_batch_the_device_fails_is_retried_call_by_call_so_only_the_faul
 ):
     # No real input makes the CPU fail an inference its shape checks let through, so the fault is
     # injected: the model's inference raises InferenceError whenever the marked row (-1 first) is in it.
-    real = linear_model._infer_adapted
+    real = linear_model.run_adapted
     runs: list[int] = []  # rows of every inference tried, failed or not
 
     async def faulty(inputs: dict[int, np.ndarray], timeout: float | None = None) -> aioinfer.Outputs:
@@ -66,12 +66,12 @@ async def test_a_batch_the_device_fails_is_retried_call_by_call_so_only_the_faul
             raise aioinfer.InferenceError("injected device fault")
         return await real(inputs, timeout)
 
-    monkeypatch.setattr(linear_model, "_infer_adapted", faulty)
+    monkeypatch.setattr(linear_model, "run_adapted", faulty)
     marked = np.full((2, 4), -1, np.float32)
     xs = [rows(i, n=1 + i % 2) for i in range(5)]
     xs.insert(2, marked)
     sizes: list[int] = []
-    async with Batcher(linear_model, max_batch_size=16, max_delay_ms=50, on_batch=sizes.append) as batcher:
+    async with Batcher(linear_model, max_batch_size=16, max_delay=0.05, on_batch=sizes.append) as batcher:
         results = await asyncio.gather(*(batcher.infer(x) for x in xs), return_exceptions=True)
     assert isinstance(results[2], aioinfer.InferenceError) and "injected" in str(results[2])
     for i, (x, out) in enumerate(zip(xs, results, strict=True)):
@@ -84,7 +84,7 @@ async def test_a_batch_the_device_fails_is_retried_call_by_call_so_only_the_faul
 
 
 async def test_cancelled_and_timed_out_callers_do_not_break_the_batch(linear_model):
-    async with Batcher(linear_model, max_batch_size=8, max_delay_ms=30) as batcher:
+    async with Batcher(linear_model, max_batch_size=8, max_delay=0.03) as batcher:
         tasks = [asyncio.create_task(batcher.infer(rows(i))) for i in range(8)]
         await asyncio.sleep(0)  # let every task join the pending batch (not a synchronisation on time)
         tasks[2].cancel()
@@ -99,7 +99,7 @@ async def test_cancelled_and_timed_out_callers_do_not_break_the_batch(linear_mod
 
 
 async def test_max_queue_rejects_at_once(linear_model):
-    async with Batcher(linear_model, max_batch_size=2, max_delay_ms=0, max_queue=3) as batcher:
+    async with Batcher(linear_model, max_batch_size=2, max_delay=0, max_queue=3) as batcher:
         calls = [batcher.infer(rows(i)) for i in range(10)]
         calls.append(batcher.infer(np.zeros((1, 5), np.float32)))  # refused before its inputs are checked
         results = await asyncio.gather(*calls, return_exceptions=True)
@@ -129,7 +129,7 @@ async def test_bounded_dynamic_batch_caps_the_batch_size():
     y = models.ops.add(x, models.ops.constant(np.float32(1)))
     async with (
         aioinfer.load(ov.Model([y], [x], "bounded"), device="CPU", config=models.EXACT) as model,
-        Batcher(model, max_batch_size=8, max_delay_ms=20) as batcher,
+        Batcher(model, max_batch_size=8, max_delay=0.02) as batcher,
     ):
         assert batcher.max_batch_size == 3
         outs = await asyncio.gather(*(batcher.infer(rows(i)) for i in range(7)))
@@ -141,7 +141,7 @@ async def test_bounded_dynamic_batch_caps_the_batch_size():
 
 
 async def test_close_finishes_waiting_calls_then_refuses(linear_model):
-    batcher = Batcher(linear_model, max_batch_size=4, max_delay_ms=50)
+    batcher = Batcher(linear_model, max_batch_size=4, max_delay=0.05)
     tasks = [asyncio.create_task(batcher.infer(rows(i))) for i in range(10)]
     await asyncio.sleep(0)
     await batcher.aclose()
@@ -164,7 +164,7 @@ async def test_models_without_a_batch_dimension_are_refused():
 async def test_different_trailing_shapes_run_in_separate_batches():
     async with (
         aioinfer.load(models.dynamic_sum(), device="CPU", config=models.EXACT) as model,
-        Batcher(model, max_batch_size=8, max_delay_ms=20) as batcher,
+        Batcher(model, max_batch_size=8, max_delay=0.02) as batcher,
     ):
         xs = [np.full((1, 2 + i % 3), i, np.float32) for i in range(9)]
         outs = await asyncio.gather(*(batcher.infer(x) for x in xs))
@@ -242,7 +242,7 @@ async def test_a_batcher_never_hands_out_rows_of_outputs_that_lost_the_batch_dim
     # cutting every caller a wrong slice.
     async with (
         aioinfer.load(models.batch_dropped("reshape", [-1, 4]), device="CPU", config=models.EXACT) as model,
-        Batcher(model, max_batch_size=8, max_delay_ms=20) as batcher,
+        Batcher(model, max_batch_size=8, max_delay=0.02) as batcher,
     ):
         assert batcher.basis == "declared batch-separable by the caller (no probe)"
         results = await asyncio.gather(*(batcher.infer(rows(i)) for i in range(5)), return_exceptions=True)

@@ -100,9 +100,9 @@ def test_the_rule():
         ("timeout", math.nan),
         ("timeout", math.inf),
         ("timeout", 0),
-        ("max_delay_ms", math.inf),
-        ("max_delay_ms", math.nan),
-        ("max_delay_ms", -1),
+        ("max_delay", math.inf),
+        ("max_delay", math.nan),
+        ("max_delay", -1),
         ("max_batch_size", 0),
         ("max_batch_size", 2.5),
         ("max_queue", -1),
@@ -121,12 +121,19 @@ async def test_create_app_refuses_values_that_are_not_finite_and_positive(linear
 
 
 async def test_create_app_takes_none_and_zero_where_they_mean_something(linear_model):
-    app = create_app(linear_model, timeout=None, body_timeout=None, max_queue=0, max_delay_ms=0)
+    app = create_app(linear_model, timeout=None, body_timeout=None, max_queue=0, max_delay=0)
     service = app.state.service
     assert (service.timeout, service.body_timeout, service.max_queue) == (None, None, 0)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -1])
 async def test_batcher_refuses_a_delay_that_is_not_finite(linear_model, value):
-    with pytest.raises(ValueError, match=r"^max_delay_ms must be a finite number >= 0"):
-        Batcher(linear_model, max_delay_ms=value)
+    with pytest.raises(ValueError, match=r"^max_delay must be a finite number >= 0"):
+        Batcher(linear_model, max_delay=value)
+
+
+async def test_max_delay_ms_is_a_deprecated_alias_of_max_delay_in_seconds(linear_model):
+    with pytest.warns(DeprecationWarning, match="max_delay_ms= is deprecated; pass max_delay= in seconds"):
+        assert Batcher(linear_model, max_delay_ms=20).max_delay == 0.02
+    with pytest.warns(DeprecationWarning, match="max_delay_ms= is deprecated"):
+        assert create_app(linear_model, max_delay_ms=5).state.service.max_delay == 0.005

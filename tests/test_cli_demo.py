@@ -29,9 +29,9 @@ def test_demo_runs_to_completion_and_its_outputs_parse(tmp_path, capsys):
     assert "lines read exactly: 24/24 (100.0%)" in printed  # 4 known lines per frame, clean renders
 
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert [r["frame"] for r in records] == list(range(6))
-    assert [ln["text"] for ln in records[5]["lines"]] == demo_lines(5)
-    assert records[0]["image_size"] == {"width": 640, "height": 360}
+    assert [r["index"] for r in records] == list(range(6))  # the records of `aioinfer run --task ocr`
+    assert [ln["text"] for ln in records[5]["prediction"]["lines"]] == demo_lines(5)
+    assert records[0]["prediction"]["image_size"] == {"width": 640, "height": 360}
     assert _frame_count(out / "annotated.mp4") == 6
     assert _frame_count(out / "demo-input.mp4") == 6
 
@@ -43,7 +43,7 @@ def test_demo_on_a_users_video(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "read 3 frames" in printed and "lines read exactly" not in printed  # no known text
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(records) == 3 and records[2]["lines"][-1]["text"] == "frame 0002"
+    assert len(records) == 3 and records[2]["prediction"]["lines"][-1]["text"] == "frame 0002"
     assert not (out / "demo-input.mp4").exists()
 
 
@@ -52,7 +52,8 @@ def test_demo_reports_a_missing_source(tmp_path, capsys):
         main(["demo", "--source", str(tmp_path / "nope.mp4"), "--output-dir", str(tmp_path), "--no-progress"])
         == 1
     )
-    assert "nope.mp4" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("aioinfer demo: error: ") and "nope.mp4" in err and "Traceback" not in err
 
 
 def test_demo_frames_move_and_stay_known():

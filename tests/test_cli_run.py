@@ -14,8 +14,8 @@ import pytest
 from models import decode_index, frame_index, frame_probe, indexed_frame, linear, write_indexed_video
 
 from aioinfer._cli import build_parser, main, parse_source, positive
-from aioinfer._cli.run import _Runner
 from aioinfer._map import MapResult
+from aioinfer._pipeline import Step
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,12 +51,8 @@ def read_jsonl(path) -> list[dict]:
 def test_run_writes_outputs_and_frames_of_the_selected_frames(tmp_path, probe_xml, video, capsys):
     out, preds = tmp_path / "out.avi", tmp_path / "preds.jsonl"
     argv = ["run", str(probe_xml), str(video), "-o", str(out), "--jsonl", str(preds), "--device", "CPU"]
-    assert (
-        main(
-            [*argv, "--start", "4", "--count", "8", "--step", "3", "--requests", "2", "--max-in-flight", "3"]
-        )
-        == 0
-    )
+    selection = ["--start", "4", "--count", "8", "--step", "3"]
+    assert main([*argv, *selection, "--num-requests", "2", "--max-in-flight", "3"]) == 0
     expected = [4, 7, 10, 13, 16, 19, 22, 25]
     records = read_jsonl(preds)
     assert [r["index"] for r in records] == expected
@@ -148,7 +144,7 @@ def test_run_reports_a_missing_source_and_an_unusable_model(tmp_path, probe_xml,
     model = tmp_path / "linear.xml"
     ov.save_model(linear(), model)
     assert main(["run", str(model), str(video), "--device", "CPU", "--no-progress"]) == 1
-    assert "cannot feed video frames to input 'x'" in capsys.readouterr().err
+    assert "aioinfer run: error: cannot feed images to input 'x'" in capsys.readouterr().err
 
 
 def test_run_rejects_bad_numbers(probe_xml, video, capsys):
@@ -205,8 +201,8 @@ def test_jsonl_record_of_a_task_holds_the_prediction_itself():
             raise AssertionError("converted on the event loop")
 
     prediction = Prediction()
-    runner = _Runner(model=None, predict=None, task=object())  # type: ignore[arg-type]
-    record = runner.record(MapResult(3, 40.0, None, prediction))
+    step = Step(model=None, predict=None, task=object())  # type: ignore[arg-type]
+    record = step.record(MapResult(3, 40.0, None, prediction))
     assert record == {"index": 3, "timestamp_ms": 40.0, "prediction": prediction}
 
 
@@ -225,6 +221,12 @@ def test_run_ocr_on_the_bundled_models_needs_no_model_path(tmp_path, capsys):
     assert [[t["text"] for t in rec["prediction"]["lines"]] for rec in lines] == [["hello world"]] * 2
 
 
-def test_run_without_a_model_and_without_ocr_says_what_is_missing(video):
-    with pytest.raises(SystemExit, match="MODEL is required"):
-        main(["run", str(video), "--device", "CPU"])
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_a_missing_model_is_a_usage_error(video, capsys, command):
+    source = [str(video)] if command == "run" else []
+    with pytest.raises(SystemExit) as exc:
+        main([command, *source, "--device", "CPU"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: aioinfer ")
+    assert f"aioinfer {command}: error: MODEL is required (only --task ocr has bundled models)" in err

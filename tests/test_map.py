@@ -47,7 +47,7 @@ def assert_idle(model: aioinfer.AsyncModel) -> None:
 
 
 def assert_paired(r: MapResult) -> None:
-    assert decode_index(r.output["means"]) == r.index == frame_index(r.frame)
+    assert decode_index(r.output["means"]) == r.index == frame_index(r.input)
 
 
 def source_threads() -> list[threading.Thread]:
@@ -86,7 +86,7 @@ async def test_map_over_iterables_indexes_by_position(kind):
         results = [r async for r in model.map(source, max_in_flight=3)]
     assert [r.index for r in results] == list(range(10))
     for r, x in zip(results, items, strict=True):
-        assert r.frame is x and r.timestamp_ms is None
+        assert r.input is x and r.timestamp_ms is None
         np.testing.assert_array_equal(r.output["y"], linear_expected(x))
 
 
@@ -110,7 +110,7 @@ async def test_return_exceptions_yields_the_error_with_its_item():
     assert [r.index for r in results] == [0, 1, 2]
     assert results[0].error is None and results[2].error is None
     assert isinstance(results[1].error, aioinfer.InputShapeError) and results[1].output is None
-    assert results[1].frame is items[1]
+    assert results[1].input is items[1]
 
 
 async def test_source_error_is_raised_after_the_results_before_it():
@@ -490,7 +490,7 @@ async def test_a_bad_image_file_is_its_frames_error_and_the_next_frames_come(tmp
     bad = [r for r in got if r.error is not None]
     assert [r.index for r in bad] == [EMPTY]
     assert isinstance(bad[0].error, aioinfer.FrameError) and f"img{EMPTY}.jpg" in str(bad[0].error)
-    assert bad[0].frame is None and bad[0].output is None
+    assert bad[0].input is None and bad[0].output is None
     for r in got:
         if r.error is None:
             assert_paired(r)
@@ -530,3 +530,9 @@ async def test_source_that_swallows_our_cancellation_gets_no_more_items_run():
     await inside.wait()  # the feeder is inside the source, where aclose() cancels it
     await asyncio.wait_for(results.aclose(), 10)  # used to wait for a slot that never came back
     assert first.index == 0 and calls == [0]  # nobody would have awaited item 1's job
+
+
+def test_map_result_frame_is_a_deprecated_name_of_input():
+    result = MapResult(0, None, "item", 1)
+    with pytest.warns(DeprecationWarning, match="MapResult.input"):
+        assert result.frame == "item"

@@ -19,7 +19,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def test_counters_match_the_requests_sent(linear_model):
-    app = create_app(linear_model, max_batch_size=4, max_delay_ms=5)
+    app = create_app(linear_model, max_batch_size=4, max_delay=0.005)
     async with serving(app) as client:
         good = [client.post("/v1/infer", json={"inputs": [[i, 0, 0, 0]]}) for i in range(20)]
         bad = [client.post("/v1/infer", json={"inputs": [[i, 0]]}) for i in range(3)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import models
 import numpy as np
@@ -100,3 +102,38 @@ async def test_pretrained_classifier_matches_openvinos_synchronous_call() -> Non
         assert out[0].shape == (len(x), 2)
         np.testing.assert_array_equal(out[0], want)
         np.testing.assert_allclose(out[0].sum(axis=1), 1, rtol=1e-5)  # softmax over two orientations
+
+
+async def test_infer_in_two_halves_adapt_anywhere_then_run_adapted(linear_model) -> None:
+    x = np.arange(8, dtype=np.float64).reshape(2, 4)
+    arrays = await asyncio.to_thread(linear_model.adapt, x)  # checked and converted off the loop
+    assert list(arrays) == [0] and arrays[0].dtype == np.float32
+    assert linear_model.stats().submitted == 0  # adapting runs nothing
+    out = await linear_model.run_adapted(arrays)
+    np.testing.assert_array_equal(out["y"], models.linear_expected(x))
+    with pytest.raises(aioinfer.InputShapeError, match=r"expected shape \[\?,4\], got \[1, 5\]"):
+        linear_model.adapt(np.ones((1, 5), np.float32))
+    assert linear_model.stats().submitted == 1
+
+
+# Imports aioinfer._model without the package's __init__ (which imports every layer for the public
+# names), then the frame layer, printing which of the upper layers each import loaded.
+LAYERS_SCRIPT = """
+import json, sys, types
+package = types.ModuleType("aioinfer")
+package.__path__ = json.loads(sys.argv[1])
+sys.modules["aioinfer"] = package
+upper = ("cv2", "tqdm", "aioinfer._map", "aioinfer._sources")
+import aioinfer._model
+with_model = [name for name in upper if name in sys.modules]
+import aioinfer._map
+print(json.dumps([with_model, [name for name in upper if name in sys.modules]]))
+"""
+
+
+def test_the_awaitable_model_does_not_import_the_frame_and_progress_layers() -> None:
+    argv = [sys.executable, "-c", LAYERS_SCRIPT, json.dumps(list(aioinfer.__path__))]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True)
+    with_model, with_map = json.loads(done.stdout)
+    assert with_model == []  # AsyncModel.map imports them when called
+    assert with_map == ["cv2", "tqdm", "aioinfer._map", "aioinfer._sources"]  # what the check sees

@@ -70,18 +70,26 @@ async def one_cycle(device: str, log: ReleaseLog, *, close: bool) -> None:
     # else: dropped with callbacks possibly still returning, which then hold the pool's last reference
 
 
+def settle() -> None:
+    """Let what dropped models leave behind end: collected, reaped, their watchdogs returned (a
+    watchdog ends once it sees its pool gone, within its nap)."""
+    gc.collect()
+    _reaper.join()
+    for thread in threading.enumerate():
+        if thread.name == "aioinfer-watchdog":
+            thread.join(timeout=30)
+
+
 async def cycles(device: str, n: int, *, close: bool) -> dict[str, object]:
     """``n`` cycles of load, 8 concurrent infers, close (or drop); what was left behind."""
     log = ReleaseLog()
     for _ in range(5):  # warm-up: OpenVINO's process-wide threads and caches
         await one_cycle(device, log, close=close)
-    gc.collect()
-    _reaper.join()
+    settle()
     threads, rss = os_threads(), rss_mb()
     for _ in range(n):
         await one_cycle(device, log, close=close)
-    gc.collect()
-    _reaper.join()
+    settle()
     return {
         "leaked_threads": os_threads() - threads,
         "rss_growth_mb": round(rss_mb() - rss, 1),

@@ -54,7 +54,7 @@ async def test_user_task_runs_pre_and_post_off_the_loop():
         assert threading.get_ident() not in task.threads and len(task.threads) >= 1
         task.update_settings(offset=1.5)
         assert (await task.predict(image)).value == 29.5
-        assert set(task.stage_ms()) == {"pre_process", "forward", "post_process"}
+        assert set(task.stats().stages) == {"pre_process", "forward", "post_process"}
         info = task.info.to_dict()
         assert info["task"] == "brightness" and info["num_requests"] >= 1
         json.dumps(info)
@@ -78,3 +78,40 @@ async def test_base_methods_must_be_implemented():
         await task.predict(np.zeros((2, 2, 3), np.uint8))
     await task.aclose()
     await task.aclose()  # idempotent
+
+
+class SumTask(tasks.Task[Brightness]):
+    """A user's task with the base constructor: made by ``tasks.load(..., task=SumTask)``."""
+
+    name = "sum"
+
+    def pre_process(self, image):
+        return image.reshape(-1, 3)[:4].mean(axis=1, dtype=np.float32)[np.newaxis], None
+
+    def post_process(self, outputs, meta):
+        return Brightness(float(outputs["y"].sum()))
+
+
+async def test_a_users_task_class_loads_like_the_built_in_ones():
+    loading = tasks.load(models.linear(), task=SumTask, labels=["a", "b"], device="CPU", config=models.EXACT)
+    async with loading as task:
+        assert type(task) is SumTask and task.labels == ("a", "b")
+        assert task.model.info.device == "CPU" and not task.model.closed
+        assert (await task.predict(np.full((2, 2, 3), 1, np.uint8))).value == 4 * 3
+    assert task.model.closed
+    with pytest.raises(aioinfer.SettingsError, match="unknown task 'brightness'; expected one of classif"):
+        tasks.load(models.linear(), task="brightness")
+
+
+async def test_stats_count_predictions_and_time_each_stage():
+    async with await make_task() as task:
+        assert task.stats() == tasks.TaskStats(completed=0, failed=0, cancelled=0, in_flight=0, stages={})
+        await task.predict(np.zeros((2, 2, 3), np.uint8))
+        with pytest.raises(aioinfer.InputDtypeError):
+            await task.predict(np.zeros((2, 2, 3), np.float32))
+        stats = task.stats()
+        assert (stats.completed, stats.failed, stats.in_flight) == (1, 1, 0)
+        assert stats.stages["forward"].p50 is not None
+        json.dumps(stats.to_dict())
+        with pytest.warns(DeprecationWarning, match=r"stats\(\)\.stages"):
+            assert task.stage_ms() == task.stats().stages

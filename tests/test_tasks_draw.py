@@ -23,6 +23,7 @@ from aioinfer.tasks._draw import HUES, MASK_ALPHA, color, draw
         Detections((DetectedObject("cat", 0, 0.9, (10, 10, 50, 40)),), (60, 80)),
         Classification((LabelScore("dog", 1, 0.8),), (60, 80)),
         TextResult((TextLine("hi", 0.9, ((5, 5), (40, 5), (40, 20), (5, 20))),), (60, 80)),
+        Segmentation(np.ones((60, 80), np.int32), ("background", "cat")),
     ],
 )
 def test_draw_makes_an_annotated_copy(pred):
@@ -43,3 +44,16 @@ def test_segmentation_colours_do_not_grow_with_the_class_ids():
     out = draw(np.zeros((1, ids.shape[1], 3), np.uint8), Segmentation(ids, ()))
     expected = [np.round(np.array(color(int(i) % HUES)) * MASK_ALPHA) for i in ids[0]]
     np.testing.assert_allclose(out[0], expected, atol=1)
+
+
+def test_segmentation_blends_each_pixel_with_its_class_colour():
+    image = np.full((4, 6, 3), 200, np.uint8)
+    image[0, 0] = (10, 20, 30)
+    ids = np.zeros((4, 6), np.int32)
+    ids[:, 3:] = 2  # left half class 0, right half class 2
+    out = draw(image, Segmentation(ids, ("sky", "road", "car")))
+    expected = image * (1 - MASK_ALPHA) + np.array([[color(int(i)) for i in row] for row in ids]) * MASK_ALPHA
+    np.testing.assert_allclose(out, expected, atol=1)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert (image[1:, :] == 200).all() and tuple(image[0, 0]) == (10, 20, 30)  # the input untouched
+    assert color(0) != color(2) and (out[:, :3] != out[:, 3:]).any()

@@ -13,13 +13,12 @@ import anyio
 import openvino as ov
 
 from .. import _loading
-from . import positive
+from . import add_model_options, add_task_options, model_options, positive, task_options
 
 log = logging.getLogger("aioinfer.serve")
-TASKS = ("classification", "detection", "segmentation", "ocr")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "serve",
         help="serve a model (or a task) over HTTP",
@@ -27,22 +26,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "GET|PATCH /v1/settings, GET /health/live, GET /health/ready, GET /metrics. SIGTERM/SIGINT "
         "drain the requests in flight, close the model and exit 0.",
     )
+    add_task_options(p, what="serve the model as this task (enables /v1/predict)")
+    add_model_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 0 for any free one (default: 8000)")
     p.add_argument(
-        "model", nargs="?", help="model path (.xml, .onnx, ...); optional with --task ocr (bundled PP-OCR)"
-    )
-    p.add_argument("--task", choices=TASKS, help="serve the model as this task (enables /v1/predict)")
-    p.add_argument("--labels", help="labels file for the task")
-    p.add_argument("--device", default="AUTO")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8000, help="TCP port, 0 for any free one")
-    p.add_argument(
-        "--max-batch-size", type=positive(int), default=8, help="rows per batch; 1 turns batching off"
+        "--max-batch-size",
+        type=positive(int),
+        default=8,
+        help="rows per batch; 1 turns batching off (default: 8)",
     )
     p.add_argument(
         "--max-delay-ms",
         type=positive(float, zero=True),
         default=2.0,
-        help="longest wait for a batch to fill",
+        help="longest wait for a batch to fill, milliseconds (default: 2; create_app's max_delay, "
+        "in seconds)",
     )
     p.add_argument(
         "--batching",
@@ -53,52 +52,52 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "no probe; off: one request per inference. GET /v1/info says which and why",
     )
     p.add_argument(
-        "--max-queue", type=positive(int, zero=True), default=256, help="waiting requests beyond which 503"
+        "--max-queue",
+        type=positive(int, zero=True),
+        default=256,
+        help="requests that may wait, accepted and not yet running, beyond which 503 (default: 256)",
     )
-    p.add_argument("--timeout", type=positive(float), default=30.0, help="seconds per request before 504")
     p.add_argument(
-        "--max-body-mb", type=positive(float), default=16.0, help="largest request body (413 beyond)"
+        "--timeout", type=positive(float), default=30.0, help="seconds per request before 504 (default: 30)"
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=positive(float),
+        default=16.0,
+        help="largest request body, MiB (413 beyond; default: 16)",
     )
     p.add_argument(
         "--max-decoded-mb",
         type=positive(float),
         default=256.0,
-        help="most that one request's body may decode to, as its headers declare (413 beyond, "
-        "before decoding)",
+        help="most that one request's body may decode to, MiB, as its headers declare (413 beyond, "
+        "before decoding; default: 256)",
     )
     p.add_argument(
         "--max-megapixels",
         type=positive(float),
         default=40.0,
-        help="largest image that /v1/predict decodes, as its header declares (413 beyond)",
+        help="largest image that /v1/predict decodes, megapixels, as its header declares (413 beyond; "
+        "default: 40)",
     )
     p.add_argument(
         "--body-timeout",
         type=positive(float),
         default=30.0,
-        help="seconds for a request body to arrive in full (408 beyond)",
+        help="seconds for a request body to arrive in full (408 beyond; default: 30)",
     )
     p.add_argument(
         "--drain-timeout",
-        type=positive(int, zero=True),
-        default=30,
-        help="seconds to finish requests in flight at shutdown",
+        type=positive(float, zero=True),
+        default=30.0,
+        help="seconds to finish requests in flight at shutdown (default: 30)",
     )
     p.add_argument(
-        "--num-requests",
-        type=positive(int),
-        default=None,
-        help="OpenVINO infer requests (default: the device's optimum)",
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn's and aioinfer's log level (default: info)",
     )
-    p.add_argument(
-        "--config",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="OpenVINO compile option (repeatable)",
-    )
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=run)
 
 
@@ -106,13 +105,12 @@ def run(args: argparse.Namespace) -> int:
     from .._app import create_app
     from .._server import serve
 
-    if args.model is None and args.task != "ocr":
-        raise SystemExit("aioinfer serve: MODEL is required (only --task ocr has bundled models)")
+    task = task_options(args)  # usage errors before anything loads
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
     app = create_app(
-        _open(args),
+        _open(args, task),
         max_batch_size=args.max_batch_size,
-        max_delay_ms=args.max_delay_ms,
+        max_delay=args.max_delay_ms / 1e3,
         batching=args.batching,
         max_queue=args.max_queue,
         timeout=args.timeout,
@@ -127,15 +125,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _open(args: argparse.Namespace) -> AsyncIterator[Any]:
+async def _open(args: argparse.Namespace, task_opts: dict[str, Any]) -> AsyncIterator[Any]:
     """Load the task, or the model (reshaped to a dynamic batch when batching needs it)."""
-    options: dict[str, Any] = {"device": args.device, "config": dict(args.config) or None}
-    if args.num_requests:
-        options["num_requests"] = args.num_requests
+    options = model_options(args)
     if args.task:
         from .. import tasks
 
-        async with tasks.load(args.model, task=args.task, labels=args.labels, **options) as task:
+        async with tasks.load(args.model, task=args.task, **task_opts, **options) as task:
             yield task
     else:
         from .._model import load
@@ -180,10 +176,3 @@ def _count(value: float, unit: float) -> int:
     """``value`` x ``unit`` (MB to bytes, megapixels to pixels) as a whole number, at least 1 and at
     most 2**62: a limit as large as 1e300 MB means "none", not an overflow."""
     return max(1, int(min(value * unit, 2**62)))
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()

@@ -5,7 +5,7 @@
 ``async for r in task.map(frames)``. Subclass :class:`Task` for your own.
 """
 
-from ._base import Task, TaskInfo
+from ._base import Task, TaskInfo, TaskStats
 from ._classification import ClassificationTask
 from ._detection import DetectionTask
 from ._image_task import ImageTask
@@ -42,6 +42,7 @@ __all__ = [
     "Setting",
     "Task",
     "TaskInfo",
+    "TaskStats",
     "TextLine",
     "TextResult",
     "load",

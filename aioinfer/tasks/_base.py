@@ -5,24 +5,30 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import anyio
 import cv2
 import numpy as np
+from anyio.abc import AsyncResource
 
+from .. import _loading
 from .._errors import InputDtypeError, InputShapeError
-from .._map import Mappable
+from .._mappable import Mappable
 from .._model import AsyncModel, ModelInfo
+from .._model import load as load_model
 from .._stats import LATENCY_WINDOW, Latency
 from . import _draw
-from ._predictions import Prediction
+from ._labels import LabelsSource, resolve_labels
 from ._settings import Setting, Settings, SettingsSource, check_settings, is_checked
 
 T = TypeVar("T")
+P = TypeVar("P")  # what a task's predict returns
+TaskT = TypeVar("TaskT", bound="Task[Any]")
 
 
 @dataclass(frozen=True)
@@ -48,14 +54,34 @@ class TaskInfo:
         }
 
 
-class Task(Mappable):
-    """A model (or several) with the pre- and post-processing that turn an image into a prediction.
+@dataclass(frozen=True)
+class TaskStats:
+    """A snapshot of a task's work: predictions ``completed``, ``failed`` (raised), ``cancelled``
+    (their caller was cancelled) and ``in_flight``; and ``stages``, the latency percentiles in
+    milliseconds of each stage of recent predictions by stage name (``pre_process``, ``forward``,
+    ``post_process``, and the task's own, such as OCR's ``det`` and ``rec``)."""
+
+    completed: int
+    failed: int
+    cancelled: int
+    in_flight: int
+    stages: dict[str, Latency] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy."""
+        return asdict(self)
+
+
+class Task(Mappable[P], AsyncResource):
+    """A model (or several) with the pre- and post-processing that turn an image into a prediction
+    of type ``P``.
 
     Subclasses define ``name``, ``settings_spec`` and implement :meth:`pre_process` and
     :meth:`post_process` (plain functions: they run on worker threads, at most ``max_threads`` at a
     time, never on the event loop), and optionally :meth:`forward` (a coroutine; by default one
     ``infer`` of the main model). :meth:`predict` chains them. Settings are read once per function
     call from ``self.settings_now`` so a concurrent update never mixes two versions in one step.
+    :meth:`create` loads a model and makes the task (what :func:`aioinfer.tasks.load` calls).
     """
 
     name: ClassVar[str] = "task"
@@ -80,6 +106,47 @@ class Task(Mappable):
         self._max_threads = max_threads or max(2, os.cpu_count() or 2)
         self._limiter: anyio.CapacityLimiter | None = None
         self._stages: dict[str, deque[float]] = {}
+        self._counts = {"completed": 0, "failed": 0, "cancelled": 0, "in_flight": 0}
+
+    @classmethod
+    async def create(
+        cls: type[TaskT],
+        model: Any,
+        *,
+        labels: LabelsSource = None,
+        settings: SettingsSource | None = None,
+        device: str = "AUTO",
+        max_threads: int | None = None,
+        **load_kwargs: Any,
+    ) -> TaskT:
+        """Read ``model`` (a path, bytes or ``openvino.Model``), compile it with
+        :func:`aioinfer.load` (``device`` and ``load_kwargs``: ``num_requests``, ``config``,
+        ``reshape``, ...) and return ``cls(model, labels=..., settings=..., max_threads=...)``.
+
+        ``labels``: a list, a ``{id: name}`` mapping or a file, else the model's runtime info.
+        ``settings`` are checked against :attr:`settings_spec` before anything is compiled. This is
+        how :func:`aioinfer.tasks.load` makes a task, so a subclass whose ``__init__`` keeps the
+        base signature works there as it is; one that takes other arguments or several models
+        overrides ``create`` (as :class:`ImageTask` and :class:`OCRTask` do).
+        """
+
+        def prepare() -> tuple[Any, tuple[str, ...], SettingsSource | None]:
+            checked = check_settings(cls.settings_spec, settings)  # fail before the slow part
+            ov_model = _loading.read_model(model)
+            return ov_model, resolve_labels(labels, ov_model), checked
+
+        ov_model, names, checked = await anyio.to_thread.run_sync(prepare)
+        compiled = await load_model(ov_model, device=device, **load_kwargs)
+        return await cls.wrap(compiled, labels=names, settings=checked, max_threads=max_threads)
+
+    @classmethod
+    async def wrap(cls: type[TaskT], model: AsyncModel, **kwargs: Any) -> TaskT:
+        """``cls(model, **kwargs)``; if that raises, ``model`` is closed before the error goes on."""
+        try:
+            return cls(model, **kwargs)
+        except BaseException:
+            await model.aclose()
+            raise
 
     # -- the protocol ----------------------------------------------------------------------------
 
@@ -91,24 +158,36 @@ class Task(Mappable):
         """Run the model(s) on what ``pre_process`` made; by default one ``infer`` of :attr:`model`."""
         return await self.model.infer(inputs)
 
-    def post_process(self, outputs: Any, meta: Any) -> Prediction:
+    def post_process(self, outputs: Any, meta: Any) -> P:
         """Raw outputs and the metadata → the prediction, in original-image pixels."""
         raise NotImplementedError
 
     # -- running -----------------------------------------------------------------------------------
 
-    async def predict(self, image: np.ndarray) -> Prediction:
+    async def predict(self, image: np.ndarray) -> P:
         """The prediction for one BGR image (``uint8``, HxWx3; grey HxW and BGRA are converted).
 
         Raises an :class:`aioinfer.InputError` for anything else; errors fail only this call.
         """
-        inputs, meta = await self.run_sync("pre_process", self._pre_process_any, image)
-        outputs = await self.timed("forward", self.forward(inputs, meta))
-        return await self.run_sync("post_process", self.post_process, outputs, meta)
+        counts = self._counts
+        counts["in_flight"] += 1
+        outcome = "failed"
+        try:
+            inputs, meta = await self.run_sync("pre_process", self._pre_process_any, image)
+            outputs = await self.timed("forward", self.forward(inputs, meta))
+            prediction = await self.run_sync("post_process", self.post_process, outputs, meta)
+            outcome = "completed"
+            return prediction
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            counts["in_flight"] -= 1
+            counts[outcome] += 1
 
     __call__ = predict
 
-    def _map_target(self) -> tuple[Callable[[Any], Awaitable[Prediction]], int]:
+    def _map_target(self) -> tuple[Callable[[Any], Awaitable[P]], int]:
         return self.predict, self.model.info.num_requests
 
     def _pre_process_any(self, image: Any) -> tuple[Any, Any]:
@@ -136,9 +215,17 @@ class Task(Mappable):
             (time.perf_counter() - start) * 1000
         )
 
+    def stats(self) -> TaskStats:
+        """Counters of predictions and the latency of each stage (see :class:`TaskStats`)."""
+        stages = {stage: Latency.of(samples) for stage, samples in self._stages.items()}
+        return TaskStats(**self._counts, stages=stages)
+
     def stage_ms(self) -> dict[str, Latency]:
-        """Latency percentiles in milliseconds of each stage of recent predictions, by stage name."""
-        return {stage: Latency.of(samples) for stage, samples in self._stages.items()}
+        """Deprecated: ``stats().stages``."""
+        warnings.warn(
+            "Task.stage_ms() is deprecated; use Task.stats().stages", DeprecationWarning, stacklevel=2
+        )
+        return self.stats().stages
 
     # -- settings ----------------------------------------------------------------------------------
 
@@ -192,7 +279,7 @@ class Task(Mappable):
             models={name: m.info for name, m in self.models.items()},
         )
 
-    def draw(self, image: np.ndarray, prediction: Prediction) -> np.ndarray:
+    def draw(self, image: np.ndarray, prediction: P) -> np.ndarray:
         """An annotated copy of ``image`` (same size); ``image`` itself is left untouched."""
         return _draw.draw(image, prediction)
 
@@ -200,17 +287,12 @@ class Task(Mappable):
         """Close every model of the task (waiting for work already submitted). Idempotent."""
         await asyncio.gather(*(m.aclose() for m in self.models.values()))
 
-    async def __aenter__(self: T) -> T:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.model.info.device}>"
 
 
-def _as_bgr(image: Any) -> np.ndarray:
+def _as_bgr(given: Any) -> np.ndarray:
+    image: np.ndarray = given
     if not isinstance(image, np.ndarray):
         raise InputDtypeError(
             f"expected an image as a numpy array (HxWx3 BGR uint8), got {type(image).__name__}"

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from .._outputs import Outputs
 from ._image_task import ImageTask
 from ._predictions import Classification, LabelScore, label_of
-from ._preprocess import as_batch, stretch
 from ._settings import Setting
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
     """``logits`` as probabilities: unchanged when they already are (non-negative, sum 1), else softmax."""
-    values = logits.astype(np.float64).reshape(-1)
+    values: np.ndarray = logits.astype(np.float64).reshape(-1)
     if values.min() >= 0 and abs(values.sum() - 1) < 1e-3:
         return values
-    exp = np.exp(values - values.max())
-    return exp / exp.sum()
+    exp: np.ndarray = np.exp(values - values.max())
+    return np.asarray(exp / exp.sum())
 
 
-class ClassificationTask(ImageTask):
+class ClassificationTask(ImageTask[Classification]):
     """The most likely classes of an image from a model with one [1, C] (or [1, C, 1, 1]) output of
     logits or probabilities; the image is resized to the model's input."""
 
@@ -32,11 +31,6 @@ class ClassificationTask(ImageTask):
         "top_k": Setting(5, 1, 100_000, doc="how many classes to return"),
         "min_score": Setting(0.0, 0.0, 1.0, doc="drop classes less likely than this"),
     }
-
-    def pre_process(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
-        assert self.input_size is not None
-        resized, _ = stretch(image, self.input_size)
-        return as_batch(resized), image.shape[:2]
 
     def post_process(self, outputs: Outputs, meta: tuple[int, int]) -> Classification:
         cfg = self.settings_now

@@ -81,7 +81,7 @@ def decode_ssd(raw: np.ndarray, input_size: tuple[int, int], conf_threshold: flo
     return boxes, rows[:, 2], rows[:, 1].astype(np.int64)
 
 
-class DetectionTask(ImageTask):
+class DetectionTask(ImageTask[Detections]):
     """Boxes, classes and scores of the objects in an image, for YOLOv8/YOLO11-style heads
     [N, 4+C, A] (letterboxed RGB input scaled to [0, 1]) and SSD-style [1, 1, N, 7] outputs
     (stretched raw BGR input), the layout detected from the model's output shape."""

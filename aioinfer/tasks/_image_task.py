@@ -6,6 +6,7 @@ import os
 from typing import Any, ClassVar, TypeVar
 
 import anyio
+import numpy as np
 import openvino as ov
 
 from .. import _loading
@@ -13,16 +14,18 @@ from .._errors import SettingsError
 from .._model import load as load_model
 from ._base import Task
 from ._labels import LabelsSource, resolve_labels
-from ._preprocess import Normalization, embed_normalization
+from ._preprocess import Normalization, as_batch, embed_normalization, stretch
 from ._settings import SettingsSource, check_settings
 
-T = TypeVar("T", bound="ImageTask")
+P = TypeVar("P")  # the prediction
+T = TypeVar("T", bound="ImageTask[Any]")
 
 
-class ImageTask(Task):
+class ImageTask(Task[P]):
     """A task on one model whose first input is an image batch [N, 3, H, W].
 
     The model is changed at load to take BGR ``uint8`` NHWC images and normalize them in its graph.
+    By default an image is stretched to the model's input size (see :meth:`pre_process`).
     """
 
     default_input_size: ClassVar[int] = 640
@@ -41,6 +44,13 @@ class ImageTask(Task):
             scale=_floats(info.get("scale_values"), 1.0),
             rgb=info.get("reverse_input_channels", "").strip().lower() in ("true", "yes", "1"),
         )
+
+    def pre_process(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
+        """``image`` resized to the model's input size (its aspect ratio not kept) as a batch of one;
+        the metadata is the image's ``(height, width)``, to map the outputs back to it."""
+        assert self.input_size is not None
+        resized, _ = stretch(image, self.input_size)
+        return as_batch(resized), image.shape[:2]
 
     @classmethod
     def adapt_model(cls, ov_model: ov.Model) -> ov.Model:
@@ -78,11 +88,9 @@ class ImageTask(Task):
         ov_model, names, checked = await anyio.to_thread.run_sync(prepare)
         size = _input_size(ov_model, input_size, cls.default_input_size)
         compiled = await load_model(ov_model, device=device, **load_kwargs)
-        try:
-            return cls(compiled, labels=names, settings=checked, input_size=size, max_threads=max_threads)
-        except BaseException:
-            await compiled.aclose()
-            raise
+        return await cls.wrap(
+            compiled, labels=names, settings=checked, input_size=size, max_threads=max_threads
+        )
 
 
 def _floats(text: str | None, default: float) -> tuple[float, float, float]:

@@ -4,7 +4,7 @@ built into the model graph with OpenVINO's PrePostProcessor, and an arg-max buil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -12,6 +12,9 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 from openvino.preprocess import ColorFormat, PrePostProcessor
+
+from .._errors import InputCountError, InputShapeError
+from .._inputs import TensorInfo
 
 
 @dataclass(frozen=True)
@@ -102,3 +105,37 @@ def best_class_head(model: ov.Model, axis: int = -1, *, with_scores: bool = True
         out.get_tensor().set_names({name})
         outputs.append(out)
     return ov.Model(outputs, model.get_parameters(), model.get_friendly_name())
+
+
+def frame_adapter(inputs: Sequence[TensorInfo]) -> Callable[[np.ndarray], np.ndarray]:
+    """How a BGR HxWx3 ``uint8`` image becomes the single image input of a bare model (no task):
+    resized to the input's static height and width if it has them, laid out as the input is
+    ([N,3,H,W], [N,H,W,3] or [H,W,3]) and converted to its dtype, with no normalization. Raises
+    :class:`InputCountError` for a model with several inputs and :class:`InputShapeError` for an
+    input of another shape (wrap such a model in a task)."""
+    if len(inputs) != 1:
+        raise InputCountError(f"the model takes {len(inputs)} inputs; images go to one image input")
+    info = inputs[0]
+    shape, dtype = info.shape, info.dtype or np.float32
+    if shape is not None and len(shape) == 4 and shape[1] == 3:
+        height, width, layout = shape[2], shape[3], "NCHW"
+    elif shape is not None and len(shape) == 4 and shape[3] == 3:
+        height, width, layout = shape[1], shape[2], "NHWC"
+    elif shape is not None and len(shape) == 3 and shape[2] == 3:
+        height, width, layout = shape[0], shape[1], "HWC"
+    else:
+        raise InputShapeError(
+            f"cannot feed images to input {info.name!r} of shape {list(shape or [])}: expected "
+            "[N,3,H,W], [N,H,W,3] or [H,W,3] (or wrap the model in a task)"
+        )
+
+    def prepare(image: np.ndarray) -> np.ndarray:
+        if height > 0 and width > 0 and image.shape[:2] != (height, width):
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+        if layout == "NCHW":
+            image = image.transpose(2, 0, 1)
+        if layout != "HWC":
+            image = image[None]
+        return np.ascontiguousarray(image, dtype=dtype)
+
+    return prepare

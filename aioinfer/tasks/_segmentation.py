@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -11,18 +11,19 @@ import openvino as ov
 from .._outputs import Outputs
 from ._image_task import ImageTask
 from ._predictions import Segmentation
-from ._preprocess import as_batch, best_class_head, stretch
+from ._preprocess import best_class_head
 from ._settings import Setting
 
 
 def class_map(raw: np.ndarray) -> np.ndarray:
     """One image's output → class ids [H, W]: argmax of [C, H, W] scores, or [H, W] / [1, H, W] ids."""
     if raw.ndim == 3 and raw.shape[0] > 1:
-        return raw.argmax(axis=0).astype(np.int32)
-    return raw.reshape(raw.shape[-2:]).astype(np.int32, copy=False)
+        ids: np.ndarray = raw.argmax(axis=0).astype(np.int32)
+        return ids
+    return np.asarray(raw.reshape(raw.shape[-2:]), np.int32)
 
 
-class SegmentationTask(ImageTask):
+class SegmentationTask(ImageTask[Segmentation]):
     """A class per pixel from a model with a [1, C, H, W] scores (or [1, H, W] ids) output; the map is
     resized back to the image with nearest-neighbour sampling.
 
@@ -39,11 +40,6 @@ class SegmentationTask(ImageTask):
         if shape.rank.is_dynamic or len(shape) != 4 or shape[1] == ov.Dimension(1):
             return ov_model  # class ids already: [1, H, W] or [1, 1, H, W]
         return best_class_head(ov_model, axis=1, with_scores=False)  # [1, C, H, W] scores, C > 1 or unknown
-
-    def pre_process(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
-        assert self.input_size is not None
-        resized, _ = stretch(image, self.input_size)
-        return as_batch(resized), image.shape[:2]
 
     def post_process(self, outputs: Outputs, meta: tuple[int, int]) -> Segmentation:
         height, width = meta

@@ -1,0 +1,180 @@
+"""The public source: :class:`FrameSource`, an async iterator of frames that starts its reader when
+opened and hands the frames over through the buffer; and how a source is named in messages."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+import anyio
+from anyio.abc import AsyncResource
+
+from .._errors import FrameError
+from ._buffer import Buffer, Drop
+from ._frame import Frame, SourceStats
+from ._iterables import async_frames
+from ._pump import open_reader, pump, run_reader
+from ._reader import Reader
+from ._selection import Selection
+
+
+class FrameSource(AsyncIterator[Frame], AsyncResource):
+    """An async iterator of :class:`Frame` and an async context manager; made by :func:`open_source`.
+
+    Decoding runs on a dedicated thread that reads at most ``buffer`` frames ahead. ``stop()`` (from
+    any thread) ends the iteration at the next frame; ``aclose()`` (or leaving ``async with``) also
+    waits until the reader thread has released the capture and ended.
+    """
+
+    def __init__(
+        self,
+        reader: Reader | None,
+        items: AsyncIterable[Any] | None,
+        *,
+        selection: Selection,
+        drop: Drop | None,
+        buffer: int,
+        live: bool,
+    ) -> None:
+        self._reader = reader
+        self._items = items
+        self._selection = selection
+        self._drop = drop
+        self._capacity = buffer
+        self._live = live
+        self._buffer: Buffer | None = None
+        self._thread: threading.Thread | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._opened = False
+        self._stop_requested = False
+
+    @property
+    def name(self) -> str:
+        """The source as named in error messages."""
+        return self._reader.name if self._reader is not None else source_name(self._items)
+
+    @property
+    def total(self) -> int | None:
+        """The number of frames to come, when the source tells it (known once opened for videos)."""
+        return self._reader.total if self._reader is not None else None
+
+    @property
+    def fps(self) -> float | None:
+        """The source's nominal frame rate, when it tells it (once opened)."""
+        return self._reader.fps if self._reader is not None else None
+
+    def __len__(self) -> int:
+        total = self.total
+        if total is None:
+            when = "" if self._opened else " before it is opened (use `async with`)"
+            raise TypeError(f"the number of frames of {self.name} is not known{when}")
+        return total
+
+    async def open(self) -> FrameSource:
+        """Open the source (off the event loop) and start reading. Raises :class:`SourceError`."""
+        if self._opened:
+            return self
+        self._opened = True
+        loop = asyncio.get_running_loop()
+        self._buffer = Buffer(loop, self._capacity, self._drop == "oldest")
+        if self._stop_requested:  # stopped (or closed) before it was opened: nothing to open
+            self._buffer.stop()
+            return self
+        if self._reader is not None:
+            await self._start_thread(self._reader, self._buffer)
+        else:
+            assert self._items is not None
+            frames = async_frames(self._items, self._selection, self._live)
+            self._pump = asyncio.ensure_future(pump(frames, self._buffer, self.name))
+        return self
+
+    async def _start_thread(self, reader: Reader, buffer: Buffer) -> None:
+        """Open ``reader`` on a worker thread, then start its reader thread (unless stopped meanwhile)."""
+        try:
+            await anyio.to_thread.run_sync(open_reader, reader, buffer.stopped, abandon_on_cancel=True)
+        except BaseException:
+            buffer.stop()  # cuts a reconnection back-off short
+            reader.close()
+            raise
+        if buffer.stopped.is_set():
+            reader.close()
+            return
+        self._thread = threading.Thread(
+            target=run_reader, args=(reader, buffer), name=f"aioinfer-source {self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def __aiter__(self) -> FrameSource:
+        return self
+
+    async def __anext__(self) -> Frame:
+        """The next frame. A frame that could not be read raises its :class:`FrameError` and the
+        source goes on: the next call gives the frame after it. At the end, or when the source
+        failed, the reader is released before ``StopAsyncIteration`` or the error is raised."""
+        await self.open()
+        assert self._buffer is not None
+        try:
+            return await self._buffer.get()
+        except (asyncio.CancelledError, FrameError):  # the consumer's cancellation; one bad frame
+            raise
+        except BaseException:
+            await self._release()
+            raise
+
+    def stop(self) -> None:
+        """Read no further: the iteration ends at the next frame. Safe from any thread."""
+        self._stop_requested = True
+        if self._buffer is not None:
+            self._buffer.stop()
+
+    async def aclose(self) -> None:
+        """Stop reading, release the capture and wait for the reader to end. Idempotent."""
+        self.stop()  # a source closed before it was opened opens to nothing
+        await self._release()
+
+    async def _release(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.wait([self._pump])
+        if self._thread is not None:
+            await anyio.to_thread.run_sync(self._thread.join)
+
+    def stats(self) -> SourceStats:
+        """Frames read, failed, delivered, dropped and buffered so far; reconnects; read fps."""
+        buffer = self._buffer
+        if buffer is None:
+            return SourceStats(read=0, failed=0, delivered=0, dropped=0, buffered=0, reconnects=0, fps=0.0)
+        elapsed = time.monotonic() - buffer.t0
+        return SourceStats(
+            read=buffer.read,
+            failed=buffer.failed,
+            delivered=buffer.delivered,
+            dropped=buffer.dropped,
+            buffered=buffer.buffered(),
+            reconnects=self._reader.reconnects if self._reader is not None else 0,
+            fps=round(buffer.read / elapsed, 3) if elapsed > 0 else 0.0,
+        )
+
+    async def __aenter__(self) -> FrameSource:
+        return await self.open()
+
+    def __del__(self) -> None:
+        buffer = getattr(self, "_buffer", None)
+        if buffer is not None:
+            buffer.stop()  # the reader thread sees it, releases the capture and ends
+
+    def __repr__(self) -> str:
+        return f"<FrameSource {self.name}>"
+
+
+def source_name(items: object) -> str:
+    """How a source is named in messages: a FrameSource's name, ``<async_generator frames>`` for a
+    generator (by its function), ``<deque>`` for another iterable."""
+    if isinstance(items, FrameSource):
+        return items.name
+    qualname = getattr(items, "__qualname__", None)  # generators carry their function's
+    kind = type(items).__name__
+    return f"<{kind} {qualname}>" if isinstance(qualname, str) else f"<{kind}>"

@@ -1,0 +1,92 @@
+"""Where frames are pumped from a reader into the buffer: the body of a source's reader thread,
+opening a reader off the loop, the task that reads an async source, and how a source's own
+failure (a ``CancelledError`` included) is told apart from the consumer's stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+from .._errors import SourceError
+from ._buffer import Buffer
+from ._frame import Frame
+from ._reader import Reader
+
+
+def run_reader(reader: Reader, buffer: Buffer) -> None:
+    """Body of the reader thread. However it ends (the source's end, the consumer's stop, any
+    exception of the source, even one raised while closing), it releases the capture and tells the
+    consumer, handing over the source's exception to be raised at its position."""
+    error: BaseException | None = None
+    try:
+        with contextlib.ExitStack() as closing:
+            closing.callback(reader.close)
+            frames = closing.enter_context(contextlib.closing(reader.frames(buffer.stopped)))
+            for frame in frames:
+                if not buffer.put(frame):
+                    break
+    except BaseException as exc:  # nothing cancels a thread: every exception here is the source's
+        error = source_failure(reader.name, exc)
+    finally:
+        buffer.finish(error)
+
+
+def open_reader(reader: Reader, stopped: threading.Event) -> None:
+    """``reader.open`` on a worker thread. Nothing cancels a thread: a CancelledError raised here is
+    the source's own, and must not reach the consumer as if the consumer had been cancelled."""
+    try:
+        reader.open(stopped)
+    except asyncio.CancelledError as exc:
+        raise source_failure(reader.name, exc) from exc
+
+
+async def pump(frames: AsyncGenerator[Frame, None], buffer: Buffer, name: str) -> None:
+    """The reader task of an async source: what the reader thread is to the others. However it ends,
+    it tells the consumer, handing over the source's error; only the consumer's stop cancels it."""
+    error: BaseException | None = None
+    try:
+        error = await guard_source(_hand_over(frames, buffer), name, buffer.stopped.is_set)
+    finally:
+        buffer.finish(error)
+
+
+async def _hand_over(frames: AsyncGenerator[Frame, None], buffer: Buffer) -> None:
+    async with contextlib.aclosing(frames):
+        async for frame in frames:
+            if not await buffer.aput(frame):
+                return
+
+
+def source_failure(name: str, exc: BaseException) -> BaseException:
+    """What the consumer raises when source ``name`` failed with ``exc`` while nobody cancelled it:
+    ``exc`` itself, except a ``CancelledError``, which would pass for a cancellation of the consumer
+    or for the end of the stream: a SourceError saying so, chained to it."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return exc
+    error = SourceError(
+        f"source {name} raised CancelledError although nobody cancelled it: a failure of the "
+        "source, not the end of the stream"
+    )
+    error.__cause__ = exc
+    return error
+
+
+async def guard_source(
+    reading: Awaitable[None], name: str, stopping: Callable[[], bool]
+) -> BaseException | None:
+    """Await ``reading``, a task's loop over source ``name``; return ``None`` when the source ended,
+    else what the consumer must raise (:func:`source_failure`). A CancelledError while ``stopping()``
+    is the consumer's own request and is re-raised; otherwise the source raised it on its own."""
+    try:
+        await reading
+    except asyncio.CancelledError as exc:
+        if stopping():
+            raise
+        return source_failure(name, exc)
+    except GeneratorExit:  # the task itself is being destroyed
+        raise
+    except BaseException as exc:  # the source failed: raised to the consumer at this position
+        return exc
+    return None
