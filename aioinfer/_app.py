@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -41,6 +41,7 @@ from ._errors import (
 from ._images import DEFAULT_MAX_PIXELS, decode_image
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ._model import AsyncModel
+from ._oip_routes import OipRoutes
 from ._outputs import Outputs
 from ._runner import Arrays, Runner
 
@@ -61,12 +62,14 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
 
 
 class Service:
-    """The model (and task, if any) an app serves, and the limits it serves it under."""
+    """The model (and task, if any) an app serves under ``name``, and the limits it serves it under."""
 
     def __init__(
         self,
         source: Any,
         *,
+        name: str = "model",
+        metrics: Metrics | None = None,
         max_batch_size: int,
         max_delay: float,
         batching: str,
@@ -80,6 +83,7 @@ class Service:
         if batching not in BATCHING:
             raise ValueError(f"batching must be one of {', '.join(map(repr, BATCHING))}, got {batching!r}")
         self.source = source
+        self.name = name
         self.max_batch_size = check_positive("max_batch_size", max_batch_size, integer=True)
         self.max_delay = check_positive("max_delay", max_delay, zero=True)
         self.batching = batching
@@ -96,7 +100,8 @@ class Service:
         self.task: Any = None
         self.batcher: Batcher | None = None
         self.runner: Runner | None = None  # what checks /v1/infer's inputs: the batcher or the model
-        self.metrics = Metrics(self.queue_depth)
+        self.metrics = metrics or Metrics()
+        self._on_batch = self.metrics.add_model(name, self.queue_depth)
         self.load_error: str | None = None
         self.loaded = asyncio.Event()  # set once loading succeeded or failed
         self._outstanding = 0  # requests with decoded inputs, waiting for or running on the model
@@ -160,7 +165,7 @@ class Service:
             options: dict[str, Any] = {
                 "max_batch_size": self.max_batch_size,
                 "max_delay": self.max_delay,
-                "on_batch": self.metrics.batch_size.observe,
+                "on_batch": self._on_batch,
             }
             try:
                 if self.batching == "on":
@@ -265,6 +270,16 @@ class Service:
             except NotBatchableError as exc:  # the batch's outputs could not be split: run it alone
                 self._stop_batching(batcher, exc)
         return await self.require_model().run_adapted(arrays, timeout=self.timeout)
+
+    async def infer_named(self, inputs: dict[str, np.ndarray], inline: bool) -> Outputs:
+        """Check ``inputs`` (by input name) against the model (here if ``inline``, else on a worker
+        thread), then admit and run them as :meth:`infer` does."""
+        await self.decided()
+        runner = self.runner
+        assert runner is not None
+        arrays = await self.off_loop(inline, runner.adapt, inputs)
+        with self.admit():
+            return await self.infer(arrays)
 
     async def predict(self, image: np.ndarray) -> Any:
         try:
@@ -438,6 +453,7 @@ class _Routes:
 def create_app(
     model_or_task: Any,
     *,
+    name: str | None = None,
     max_batch_size: int = 8,
     max_delay: float = 0.002,
     batching: str = "auto",
@@ -450,6 +466,11 @@ def create_app(
     max_delay_ms: float | None = None,
 ) -> Starlette:
     """An ASGI app serving ``model_or_task`` over HTTP (routes: see :mod:`aioinfer.asgi`).
+
+    Many models: ``model_or_task`` may be a mapping ``{name: model_or_task}``; each is served with
+    its own batcher and limits (the ones given here) under its name on the Open Inference
+    Protocol's ``/v2/models/{name}/...`` routes, and the ``/v1`` routes serve the first. One model
+    is served under ``name`` (default: the model's own name if it is loaded, else ``"model"``).
 
     ``model_or_task`` is an :class:`AsyncModel` or a task (both stay open: the caller owns them), or
     something to enter as an async context manager in the app's lifespan, such as
@@ -483,8 +504,18 @@ def create_app(
     sizes in bytes (``max_delay_ms=``, in milliseconds, is a deprecated alias of ``max_delay``).
     Numbers that are not finite and positive raise ``ValueError`` naming the argument.
     """
-    service = Service(
-        model_or_task,
+    sources = (
+        dict(model_or_task)
+        if isinstance(model_or_task, Mapping)
+        else {name or _default_name(model_or_task): model_or_task}
+    )
+    for key in sources:
+        if not isinstance(key, str) or not key or "/" in key:
+            raise ValueError(f"a model name must be a non-empty string without '/', got {key!r}")
+    if not sources:
+        raise ValueError("no model to serve: the mapping of models is empty")
+    metrics = Metrics()
+    limits: dict[str, Any] = dict(
         max_batch_size=max_batch_size,
         max_delay=deprecated_ms("max_delay", max_delay, max_delay_ms),
         batching=batching,
@@ -495,25 +526,30 @@ def create_app(
         max_pixels=max_pixels,
         body_timeout=body_timeout,
     )
-    routes = _Routes(service).table()
+    services = {key: Service(source, name=key, metrics=metrics, **limits) for key, source in sources.items()}
+    service = next(iter(services.values()))
+    routes = _Routes(service).table() + OipRoutes(services).table()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        runner = asyncio.create_task(service.run(stop), name="aioinfer-service")
+        runners = [
+            asyncio.create_task(s.run(stop), name=f"aioinfer-service-{s.name}") for s in services.values()
+        ]
         try:
             yield
         finally:
             stop.set()
-            await runner
+            await asyncio.gather(*runners)
 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(MetricsMiddleware, metrics=service.metrics, routes={r.path for r in routes})],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics, routes={r.path for r in routes})],
         exception_handlers={AioInferError: _error_response, HTTPException: _error_response},
     )
-    app.state.service = service
+    app.state.service = service  # the first model's: /v1 serves it
+    app.state.services = services
     return app
 
 
@@ -546,6 +582,12 @@ async def _multipart_file(request: Request, body: bytes) -> bytes:
         if upload is None:
             raise HTTPException(400, "the form has no file: upload the image as the field 'image'")
         return await upload.read()
+
+
+def _default_name(obj: Any) -> str:
+    """A loaded model's (or task's model's) own name; ``"model"`` for one still to load."""
+    model = obj.model if _is_task(obj) else obj
+    return model.info.name if isinstance(model, AsyncModel) and model.info.name else "model"
 
 
 def _is_task(obj: Any) -> bool:

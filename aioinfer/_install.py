@@ -15,7 +15,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ocr": ("the bundled PP-OCR models", ("rapidocr",)),
     "serve": (
         "serving over HTTP (aioinfer serve, aioinfer.asgi)",
-        ("starlette", "uvicorn", "prometheus_client", "python_multipart"),
+        ("starlette", "uvicorn", "prometheus_client", "python_multipart", "grpc"),
     ),
     "examples": ("the web examples", ("fastapi", "aiohttp")),
 }

@@ -1,7 +1,9 @@
-"""Prometheus metrics of one app, in a registry of its own (several apps can live in one process)."""
+"""Prometheus metrics of one app, in a registry of its own (several apps can live in one process),
+every series labelled by the ``model`` it is about (``""`` for routes about the whole server)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Collection
 
@@ -12,42 +14,66 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# /v2/models/NAME[/versions/V][/ready|/infer]: counted under its template, NAME as the model label
+_V2_MODEL = re.compile(r"^/v2/models/([^/]+)(/versions/[^/]+)?(/ready|/infer)?$")
 
 
 class Metrics:
-    """Requests by route and status, their latency, HTTP requests in flight, calls waiting for the
-    model, and the sizes of the batches run."""
+    """Requests by model, route and status, their latency, HTTP requests in flight, calls waiting
+    for each model, and the sizes of the batches run. :meth:`add_model` before serving a model."""
 
-    def __init__(self, queue_depth: Callable[[], float]) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.models: list[str] = []
         self.requests = Counter(
             "aioinfer_requests",
-            "HTTP requests answered, by route and status code",
-            ["route", "status"],
+            "HTTP requests answered, by model, route and status code",
+            ["model", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "aioinfer_request_duration_seconds",
-            "Time to answer an HTTP request, by route",
-            ["route"],
+            "Time to answer an HTTP request, by model and route",
+            ["model", "route"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            "aioinfer_requests_in_flight", "HTTP requests being answered", registry=self.registry
+            "aioinfer_requests_in_flight", "HTTP requests being answered", ["model"], registry=self.registry
         )
         self.queue_depth = Gauge(
             "aioinfer_queue_depth",
             "Inference calls waiting for the model (batcher and request queue)",
+            ["model"],
             registry=self.registry,
         )
-        self.queue_depth.set_function(queue_depth)
         self.batch_size = Histogram(
             "aioinfer_batch_size",
             "Rows per inference run by the batcher",
+            ["model"],
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+
+    def add_model(self, name: str, queue_depth: Callable[[], float]) -> Callable[[float], None]:
+        """Serve the series of model ``name`` (its queue depth read from ``queue_depth``); returns
+        what observes the size of each of its batches."""
+        self.models.append(name)
+        self.queue_depth.labels(name).set_function(queue_depth)
+        return self.batch_size.labels(name).observe
+
+    def labels(self, path: str, routes: frozenset[str]) -> tuple[str, str]:
+        """The model and route labels of a request for ``path``: ``/v1/*`` is about the first model,
+        ``/v2/models/NAME/...`` about NAME (``""`` if unknown: clients cannot add series), any
+        other route about the server; a path that is not one of ``routes`` is ``other``."""
+        match = _V2_MODEL.match(path)
+        if match:
+            name, version, action = match.groups()
+            route = "/v2/models/{name}" + ("/versions/{version}" if version else "") + (action or "")
+            return (name if name in self.models else ""), route
+        if path not in routes:
+            return "", "other"
+        return (self.models[0] if path.startswith("/v1/") and self.models else ""), path
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -66,7 +92,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = scope["path"] if scope["path"] in self.routes else "other"
+        model, route = self.metrics.labels(scope["path"], self.routes)
         status = 500  # unless the app answers
 
         async def send_status(message: Message) -> None:
@@ -76,10 +102,11 @@ class MetricsMiddleware:
             await send(message)
 
         start = time.perf_counter()
-        self.metrics.in_flight.inc()
+        in_flight = self.metrics.in_flight.labels(model)
+        in_flight.inc()
         try:
             await self.app(scope, receive, send_status)
         finally:
-            self.metrics.in_flight.dec()
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            in_flight.dec()
+            self.metrics.requests.labels(model, route, str(status)).inc()
+            self.metrics.latency.labels(model, route).observe(time.perf_counter() - start)

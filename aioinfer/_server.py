@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import signal
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -15,6 +17,7 @@ from starlette.applications import Starlette
 from ._app import Service
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+log = logging.getLogger("aioinfer.serve")
 # seconds between the app answering 503 to what still runs at the drain timeout and uvicorn
 # cancelling what is left (which would answer 500): the 503s take milliseconds
 ABORT_GRACE = 5
@@ -26,19 +29,34 @@ class _Server(uvicorn.Server):
     requests still running at the drain timeout are answered 503 by the app rather than cancelled
     by uvicorn (a 500 with a ``CancelledError`` traceback)."""
 
-    def __init__(self, config: uvicorn.Config, service: Service, drain_timeout: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, services: list[Service], drain_timeout: float, grpc_server: Any = None
+    ) -> None:
         super().__init__(config)
-        self.service = service
+        self.services = services
         self.drain_timeout = drain_timeout
+        self.grpc_server = grpc_server  # a grpc.aio.Server drained with the HTTP requests, if any
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's shutdown (stop accepting, wait for the requests in flight), with the app's
         requests still running after ``drain_timeout`` seconds ended with a 503."""
-        deadline = asyncio.get_running_loop().call_later(self.drain_timeout, self.service.abort)
+        deadline = asyncio.get_running_loop().call_later(self.drain_timeout, self.abort)
         try:
             await super().shutdown(sockets)
         finally:
             deadline.cancel()
+
+    async def _wait_tasks_to_complete(self) -> None:
+        """uvicorn's wait for the HTTP requests in flight, beside the gRPC server's drain (it stops
+        accepting at once): both end before the models close."""
+        grace = self.drain_timeout + ABORT_GRACE / 2  # after abort() has answered what is left
+        stopping = [self.grpc_server.stop(grace)] if self.grpc_server is not None else []
+        await asyncio.gather(super()._wait_tasks_to_complete(), *stopping)
+
+    def abort(self) -> None:
+        """End every model's requests still running with a 503."""
+        for service in self.services:
+            service.abort()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -52,13 +70,32 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
+async def _start_grpc(app: Starlette, host: str, port: int) -> Any:
+    """The app's models served over gRPC on ``host:port`` (started), messages bounded by the
+    largest ``max_body_bytes``; RuntimeError if it cannot bind."""
+    from . import _grpc
+
+    limit = max(s.max_body_bytes for s in app.state.services.values())
+    grpc_server, bound = _grpc.server(app.state.services, f"{host}:{port}", limit)
+    await grpc_server.start()
+    log.info("gRPC (inference.GRPCInferenceService) running on %s:%d", host, bound)
+    return grpc_server
+
+
 async def serve(
-    app: Starlette, *, host: str, port: int, drain_timeout: float, log_level: str = "info"
+    app: Starlette,
+    *,
+    host: str,
+    port: int,
+    drain_timeout: float,
+    log_level: str = "info",
+    grpc_port: int | None = None,
 ) -> int:
     """Serve ``app`` until a signal; stop accepting, let requests in flight finish (at most
-    ``drain_timeout`` seconds; those still running then answer 503), close the model. Returns 0, or 1
-    if the model failed to load."""
-    service: Service = app.state.service
+    ``drain_timeout`` seconds; those still running then answer 503), close the models. Returns 0, or 1
+    if a model failed to load (the server then stops at once). With ``grpc_port``, the Open Inference
+    Protocol's gRPC service on that port too (0: any free one), over the same models, drained alike."""
+    services: list[Service] = list(app.state.services.values())
     config = uvicorn.Config(
         app,
         host=host,
@@ -67,16 +104,25 @@ async def serve(
         log_level=log_level,
         timeout_graceful_shutdown=math.ceil(drain_timeout + ABORT_GRACE),
     )
-    server = _Server(config, service, drain_timeout)
+    try:
+        grpc_server = await _start_grpc(app, host, grpc_port) if grpc_port is not None else None
+    except RuntimeError as exc:  # grpc's "Failed to bind": the port is taken or not ours
+        log.error("cannot serve gRPC on %s:%s: %s", host, grpc_port, exc)
+        return 1
+    server = _Server(config, services, drain_timeout, grpc_server)
 
     async def stop_if_load_fails() -> None:
-        await service.loaded.wait()
-        if service.load_error:
-            server.should_exit = True
+        for service in services:
+            await service.loaded.wait()
+            if service.load_error:
+                server.should_exit = True
 
     watcher = asyncio.create_task(stop_if_load_fails())
     try:
         await server.serve()
     finally:
         watcher.cancel()
-    return 1 if service.load_error or not server.started else 0
+        if grpc_server is not None:
+            await grpc_server.stop(0)  # already stopped after a drain; at once if uvicorn failed
+    failed = any(service.load_error for service in services)
+    return 1 if failed or not server.started else 0

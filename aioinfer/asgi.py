@@ -11,6 +11,10 @@ Routes of :func:`create_app`:
 * ``GET /v1/info``; ``GET /v1/settings`` and ``PATCH /v1/settings`` (a JSON object) for a task.
 * ``GET /health/live``; ``GET /health/ready`` (200 once the model is compiled and batching decided, else 503).
 * ``GET /metrics``: Prometheus text.
+* The Open Inference Protocol (KServe v2) for every model by name: ``GET /v2``, ``/v2/health/live``,
+  ``/v2/health/ready``, ``/v2/models/{name}[/versions/1][/ready]``, ``POST
+  /v2/models/{name}[/versions/1]/infer`` (JSON and binary tensors; errors ``{"error": ...}``). With a
+  mapping ``{name: model_or_task}`` the app serves several models, ``/v1`` the first.
 
 Errors answer JSON ``{"error": ..., "message": ...}``: 400 undecodable body, 404 no task, 408 body not
 received within ``body_timeout``, 413 body too large or declaring more than ``max_decoded_bytes`` or

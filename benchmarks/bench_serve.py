@@ -10,8 +10,14 @@ its own uvicorn subprocess on 127.0.0.1:
 * aioinfer  - ``aioinfer.asgi.create_app`` without batching (``max_batch_size=1``);
 * batched   - ``create_app`` with dynamic batching (``max_batch_size=16``, ``max_delay=0.002``);
 
+* oip-json, oip-binary, oip-grpc - ``aioinfer serve``'s server as ``batched``, driven over the Open
+  Inference Protocol: ``/v2/models/cls/infer`` with JSON tensors, with the binary tensor data
+  extension, and ``ModelInfer`` over gRPC (``raw_input_contents``, one channel per client);
+
 at 1, 16 and 64 concurrent clients (aiohttp, one connection each, a bounded number of requests),
-beside the model's own ceiling: ``openvino.AsyncInferQueue`` with batch-1 jobs, no HTTP.
+beside the model's own ceiling: ``openvino.AsyncInferQueue`` with batch-1 jobs, no HTTP, and the
+bound HTTP and inference sharing the cores set: 1 / (1/ceiling + 1/echo's requests/s).
+``--variants`` runs only some servers (echo is always run: the bound needs it).
 
     python benchmarks/bench_serve.py
     python benchmarks/bench_serve.py --requests 400 --clients 1 16 64 --json bench_serve.json
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import subprocess
@@ -34,7 +41,8 @@ import numpy as np
 SHAPES = {"cls": [1, 3, 48, 192], "rec": [1, 3, 48, 64]}  # ~1.6 ms and ~11 ms a job on 2 cores
 KIND = "cls"  # set from --model, in the harness and in each server subprocess
 SHAPE = SHAPES[KIND]
-VARIANTS = ("echo", "naive", "executor", "aioinfer", "batched")
+VARIANTS = ("echo", "naive", "executor", "aioinfer", "batched", "oip-json", "oip-binary", "oip-grpc")
+GRPC_OFFSET = 1000  # an OIP server's gRPC port: its HTTP port + this
 CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT"}
 
 
@@ -68,7 +76,7 @@ def build_app(variant: str):
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    if variant in ("aioinfer", "batched"):
+    if variant in ("aioinfer", "batched") or variant.startswith("oip"):
         import aioinfer
         from aioinfer.asgi import create_app
 
@@ -76,7 +84,7 @@ def build_app(variant: str):
             model_path(), device="CPU", config=CONFIG, reshape=[-1, *SHAPE[1:]], share_inputs=True
         )
         return create_app(
-            source, max_batch_size=16 if variant == "batched" else 1, max_delay=0.002, max_queue=1024
+            {KIND: source}, max_batch_size=1 if variant == "aioinfer" else 16, max_delay=0.002, max_queue=1024
         )
 
     compiled = compile_model()
@@ -106,6 +114,13 @@ def build_app(variant: str):
 def serve(variant: str, port: int) -> None:
     import uvicorn
 
+    if variant.startswith("oip"):  # as ``aioinfer serve --grpc-port``: HTTP and gRPC on one loop
+        from aioinfer._server import serve as serve_both
+
+        app = build_app(variant)
+        grpc_port = port + GRPC_OFFSET
+        asyncio.run(serve_both(app, host="127.0.0.1", port=port, drain_timeout=5, grpc_port=grpc_port))
+        return
     uvicorn.run(build_app(variant), host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -127,28 +142,88 @@ async def wait_ready(url: str, proc: subprocess.Popen) -> None:
     raise RuntimeError(f"the server exited with {proc.returncode}")
 
 
-async def load(url: str, clients: int, requests: int) -> dict[str, float]:
-    """``requests`` requests in all from ``clients`` concurrent clients; requests/s, p50, p99 (ms)."""
+def oip_body(x: np.ndarray, binary: bool) -> tuple[bytes, dict[str, str]]:
+    """An OIP /infer body for input ``x`` (named as the model's input 0), JSON or binary both ways."""
+    tensor: dict = {"name": "x", "shape": list(x.shape), "datatype": "FP32"}
+    if not binary:
+        return json.dumps({"inputs": [{**tensor, "data": x.ravel().tolist()}]}).encode(), {}
+    head = {"inputs": [{**tensor, "parameters": {"binary_data_size": x.nbytes}}]}
+    header = json.dumps({**head, "parameters": {"binary_data_output": True}}).encode()
+    return header + x.tobytes(), {"inference-header-content-length": str(len(header))}
+
+
+def rows(answer: bytes, variant: str, length: str | None) -> int:
+    """The rows of the first output in an answer of ``variant``'s server (0 if unreadable)."""
+    if variant.startswith("oip"):
+        head = json.loads(answer[: int(length)] if length else answer)
+        return head["outputs"][0]["shape"][0]
+    return np.load(io.BytesIO(answer)).shape[0]
+
+
+@contextlib.asynccontextmanager
+async def connection(url: str, variant: str):
+    """One client's connection: a coroutine function sending one request, true if answered right."""
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    if variant == "oip-grpc":
+        import grpc
+
+        from aioinfer._grpc import messages
+
+        m = messages()
+        request = m["ModelInferRequest"](model_name=KIND, raw_input_contents=[x.tobytes()])
+        request.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+        port = int(url.rsplit(":", 1)[1]) + GRPC_OFFSET
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            infer = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=m["ModelInferRequest"].SerializeToString,
+                response_deserializer=m["ModelInferResponse"].FromString,
+            )
+
+            async def call_grpc() -> bool:
+                try:
+                    return (await infer(request)).outputs[0].shape[0] == 1
+                except grpc.aio.AioRpcError:
+                    return False
+
+            yield call_grpc
+        return
     import aiohttp
 
-    body = npy(np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32))
-    headers = {"content-type": "application/x-npy", "accept": "application/x-npy"}
+    if variant.startswith("oip"):
+        path = f"/v2/models/{KIND}/infer"
+        body, headers = oip_body(x, variant == "oip-binary")
+    else:
+        path, body = "/v1/infer", npy(x)
+        headers = {"content-type": "application/x-npy", "accept": "application/x-npy"}
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) as session:
+
+        async def call() -> bool:
+            try:
+                async with session.post(f"{url}{path}", data=body, headers=headers) as response:
+                    answer = await response.read()
+                    length = response.headers.get("inference-header-content-length")
+                    return response.status == 200 and rows(answer, variant, length) == 1
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                return False
+
+        yield call
+
+
+async def load(url: str, clients: int, requests: int, variant: str = "echo") -> dict[str, float]:
+    """``requests`` requests in all from ``clients`` concurrent clients; requests/s, p50, p99 (ms)."""
     latencies: list[float] = []
     errors = 0
 
     async def client(n: int) -> None:
         nonlocal errors
-        timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) as session:
+        async with connection(url, variant) as call:
             for _ in range(n):
                 t0 = time.perf_counter()
-                try:
-                    async with session.post(f"{url}/v1/infer", data=body, headers=headers) as response:
-                        y = np.load(io.BytesIO(await response.read())) if response.status == 200 else None
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    y = None
+                ok = await call()
                 latencies.append((time.perf_counter() - t0) * 1e3)
-                errors += y is None or y.shape[0] != 1  # one row back for the one sent
+                errors += not ok  # one row back for the one sent
 
     per_client = max(1, requests // clients)
     await asyncio.gather(*(client(min(3, per_client)) for _ in range(clients)))  # warm-up
@@ -185,7 +260,7 @@ async def bench_variant(
     proc = subprocess.Popen(command)
     try:
         await wait_ready(url, proc)
-        return {n: await load(url, n, requests) for n in clients}
+        return {n: await load(url, n, requests, variant) for n in clients}
     finally:
         proc.terminate()
         try:
@@ -208,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         "--model", choices=sorted(SHAPES), default="cls", help="PP-OCR cls (~1.6 ms) or rec (~11 ms)"
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="servers to run"
+    )
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     global KIND, SHAPE
@@ -216,31 +294,37 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.serve, args.port)
         return 0
 
+    variants = ["echo", *(v for v in VARIANTS if v in args.variants and v != "echo")]
     results = {
-        v: asyncio.run(bench_variant(v, args.port + i, args.clients, args.requests))
-        for i, v in enumerate(VARIANTS)
+        v: asyncio.run(bench_variant(v, args.port + VARIANTS.index(v), args.clients, args.requests))
+        for v in variants
     }
     limit = ceiling(max(args.requests, 500))
+    top = max(args.clients)
+    bound = 1 / (1 / limit + 1 / results["echo"][top]["rps"])
     print(f"model: PP-OCR {KIND} {SHAPE}")
-    print(f"ceiling (AsyncInferQueue, batch-1 jobs, no HTTP): {limit:.0f} inferences/s\n")
+    print(f"ceiling (AsyncInferQueue, batch-1 jobs, no HTTP): {limit:.0f} inferences/s")
+    print(f"combined bound at {top} clients, 1 / (1/ceiling + 1/echo): {bound:.0f} requests/s\n")
     print(f"{'server':<10}" + "".join(f"{f'{n} clients: req/s  p50  p99 ms':>34}" for n in args.clients))
     for variant, by_clients in results.items():
         row = "".join(
             f"{r['rps']:>17.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}" for r in by_clients.values()
         )
         print(f"{variant:<10}{row}")
-    top = max(args.clients)
     print()
-    for variant in ("aioinfer", "batched"):
+    for variant in variants[1:]:
         r = results[variant][top]
+        naive = f"{r['rps'] / results['naive'][top]['rps']:.2f}x naive, " if "naive" in results else ""
         print(
-            f"{variant} at {top} clients: {r['rps'] / results['naive'][top]['rps']:.2f}x naive, "
-            f"{r['rps'] / limit:.2f}x ceiling, p99/p50 {r['p99_ms'] / r['p50_ms']:.2f}, errors {r['errors']}"
+            f"{variant} at {top} clients: {naive}{r['rps'] / limit:.2f}x ceiling, {r['rps'] / bound:.2f}x "
+            f"bound, p99/p50 {r['p99_ms'] / r['p50_ms']:.2f}, errors {r['errors']}"
         )
-    gain = results["batched"][top]["rps"] / results["aioinfer"][top]["rps"]
-    print(f"dynamic batching at {top} clients: {gain:.2f}x the requests/s without it")
+    if "batched" in results and "aioinfer" in results:
+        gain = results["batched"][top]["rps"] / results["aioinfer"][top]["rps"]
+        print(f"dynamic batching at {top} clients: {gain:.2f}x the requests/s without it")
     if args.json:
-        args.json.write_text(json.dumps({"ceiling_ips": limit, "results": results}, indent=2))
+        summary = {"ceiling_ips": limit, "bound_rps": bound, "results": results}
+        args.json.write_text(json.dumps(summary, indent=2))
     return 0
 
 

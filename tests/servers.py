@@ -143,4 +143,4 @@ def in_flight(metrics_text: str) -> float:
     (family,) = [
         f for f in text_string_to_metric_families(metrics_text) if f.name == "aioinfer_requests_in_flight"
     ]
-    return family.samples[0].value
+    return sum(sample.value for sample in family.samples)  # over every model label

@@ -35,17 +35,21 @@ async def test_counters_match_the_requests_sent(linear_model):
     def value(name: str, **labels: str) -> float:
         return got[(name, tuple(sorted(labels.items())))]
 
-    assert value("aioinfer_requests_total", route="/v1/infer", status="200") == 20
-    assert value("aioinfer_requests_total", route="/v1/infer", status="422") == 3
-    assert value("aioinfer_requests_total", route="/health/live", status="200") == 2
-    assert value("aioinfer_requests_total", route="other", status="404") == 1
-    assert value("aioinfer_request_duration_seconds_count", route="/v1/infer") == 23
-    assert value("aioinfer_request_duration_seconds_sum", route="/v1/infer") > 0
-    assert value("aioinfer_requests_in_flight") == 1  # the scrape itself
-    assert value("aioinfer_queue_depth") == 0
-    assert value("aioinfer_batch_size_sum") == 20  # every good row ran in exactly one batch
-    assert 1 <= value("aioinfer_batch_size_count") <= 20
-    assert value("aioinfer_batch_size_bucket", le="4.0") == value("aioinfer_batch_size_count")
+    m = "linear"  # /v1 is about the (only) model, served under its own name; the rest about the server
+    assert value("aioinfer_requests_total", model=m, route="/v1/infer", status="200") == 20
+    assert value("aioinfer_requests_total", model=m, route="/v1/infer", status="422") == 3
+    assert value("aioinfer_requests_total", model="", route="/health/live", status="200") == 2
+    assert value("aioinfer_requests_total", model="", route="other", status="404") == 1
+    assert value("aioinfer_request_duration_seconds_count", model=m, route="/v1/infer") == 23
+    assert value("aioinfer_request_duration_seconds_sum", model=m, route="/v1/infer") > 0
+    assert value("aioinfer_requests_in_flight", model="") == 1  # the scrape itself
+    assert value("aioinfer_requests_in_flight", model=m) == 0
+    assert value("aioinfer_queue_depth", model=m) == 0
+    assert value("aioinfer_batch_size_sum", model=m) == 20  # every good row ran in exactly one batch
+    assert 1 <= value("aioinfer_batch_size_count", model=m) <= 20
+    assert value("aioinfer_batch_size_bucket", model=m, le="4.0") == value(
+        "aioinfer_batch_size_count", model=m
+    )
 
 
 async def test_two_apps_keep_separate_registries(linear_model):
@@ -54,4 +58,7 @@ async def test_two_apps_keep_separate_registries(linear_model):
         assert (await client.post("/v1/infer", json={"inputs": [[1, 2, 3, 4]]})).status_code == 200
     async with serving(second) as client:
         got = samples((await client.get("/metrics")).text)
-    assert ("aioinfer_requests_total", (("route", "/v1/infer"), ("status", "200"))) not in got
+    assert (
+        "aioinfer_requests_total",
+        (("model", "linear"), ("route", "/v1/infer"), ("status", "200")),
+    ) not in got

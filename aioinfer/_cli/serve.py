@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import openvino as ov
 
 from .. import _loading
-from . import add_model_options, add_task_options, model_options, positive, task_options
+from . import UsageError, add_model_options, add_task_options, model_options, positive, task_options
 
 log = logging.getLogger("aioinfer.serve")
 
@@ -21,15 +23,26 @@ log = logging.getLogger("aioinfer.serve")
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "serve",
-        help="serve a model (or a task) over HTTP",
-        description="POST /v1/infer (tensors), POST /v1/predict (images, with --task), GET /v1/info, "
-        "GET|PATCH /v1/settings, GET /health/live, GET /health/ready, GET /metrics. SIGTERM/SIGINT "
-        "drain the requests in flight, close the model and exit 0.",
+        help="serve models (or a task) over HTTP",
+        description="Each MODEL is a path (served under its file stem), NAME=PATH, or a folder (every "
+        "model file in it). The Open Inference Protocol (KServe v2) serves every model by name: GET /v2, "
+        "/v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/1][/ready], POST "
+        "/v2/models/NAME[/versions/1]/infer. The first model also answers POST /v1/infer (tensors), "
+        "POST /v1/predict (images, with --task), GET /v1/info, GET|PATCH /v1/settings, GET "
+        "/health/live, GET /health/ready; GET /metrics covers them all. SIGTERM/SIGINT drain the "
+        "requests in flight, close the models and exit 0.",
     )
-    add_task_options(p, what="serve the model as this task (enables /v1/predict)")
+    add_task_options(p, what="serve the model as this task (enables /v1/predict; one model only)")
+    p.add_argument("more", nargs="*", metavar="MODEL", help="more models: PATH, NAME=PATH or a folder")
     add_model_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=_port, default=8000, help="TCP port, 0 for any free one (default: 8000)")
+    p.add_argument(
+        "--grpc-port",
+        type=_port,
+        help="also serve the Open Inference Protocol over gRPC (inference.GRPCInferenceService) on "
+        "this port, 0 for any free one (default: no gRPC)",
+    )
     p.add_argument(
         "--max-batch-size",
         type=positive(int),
@@ -106,9 +119,15 @@ def run(args: argparse.Namespace) -> int:
     from .._server import serve
 
     task = task_options(args)  # usage errors before anything loads
+    paths = model_paths([args.model, *args.more] if args.model else [])
+    if args.task and len(paths) > 1:
+        raise UsageError(f"--task serves one model; got {len(paths)}: {', '.join(paths)}")
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
+    sources = {name: _open(args, task, path) for name, path in paths.items()} or {
+        "ocr": _open(args, task, None)
+    }
     app = create_app(
-        _open(args, task),
+        sources,
         max_batch_size=args.max_batch_size,
         max_delay=args.max_delay_ms / 1e3,
         batching=args.batching,
@@ -120,24 +139,36 @@ def run(args: argparse.Namespace) -> int:
         body_timeout=args.body_timeout,
     )
     return asyncio.run(
-        serve(app, host=args.host, port=args.port, drain_timeout=args.drain_timeout, log_level=args.log_level)
+        serve(
+            app,
+            host=args.host,
+            port=args.port,
+            drain_timeout=args.drain_timeout,
+            log_level=args.log_level,
+            grpc_port=args.grpc_port,
+        )
     )
 
 
 @contextlib.asynccontextmanager
-async def _open(args: argparse.Namespace, task_opts: dict[str, Any]) -> AsyncIterator[Any]:
-    """Load the task, or the model (reshaped to a dynamic batch when batching needs it)."""
+async def _open(
+    args: argparse.Namespace, task_opts: dict[str, Any], path: str | None = None
+) -> AsyncIterator[Any]:
+    """Load the task, or the model at ``path`` (default: ``args.model``), reshaped to a dynamic
+    batch when batching needs it."""
     options = model_options(args)
+    path = path if path is not None else args.model
     if args.task:
         from .. import tasks
 
-        async with tasks.load(args.model, task=args.task, **task_opts, **options) as task:
+        async with tasks.load(path, task=args.task, **task_opts, **options) as task:
             yield task
     else:
         from .._model import load
 
+        assert path is not None
         batching = args.max_batch_size > 1 and args.batching != "off"
-        source = await anyio.to_thread.run_sync(_batch_model, args.model, batching)
+        source = await anyio.to_thread.run_sync(_batch_model, path, batching)
         # share_inputs: a request's decoded arrays are never written after they are submitted
         async with load(source, share_inputs=True, **options) as model:
             yield model
@@ -163,6 +194,34 @@ def _batch_model(path: str, batching: bool) -> str | ov.Model:
         return path  # a failed reshape may leave the model half changed: load it afresh
     log.info("batch dimension reshaped from 1 to dynamic: batched if the model proves batch-separable")
     return model
+
+
+def model_paths(specs: list[str]) -> dict[str, str]:
+    """The models to serve by name, from ``PATH`` (named by its file stem), ``NAME=PATH`` and
+    folders (each model file in it, by stem, sorted); :class:`UsageError` for a name given twice,
+    a folder without models, or a name with ``/``."""
+    paths: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or os.path.exists(spec):  # a path (that may hold "=")
+            entries = _found(spec) if os.path.isdir(spec) else [(Path(spec).stem, spec)]
+        else:
+            entries = [(name, path)]
+        for key, value in entries:
+            if not key or "/" in key:
+                raise UsageError(f"{spec}: a model name must be non-empty, without '/'")
+            if key in paths:
+                raise UsageError(f"two models named {key!r} ({paths[key]} and {value}): name one NAME=PATH")
+            paths[key] = value
+    return paths
+
+
+def _found(folder: str) -> list[tuple[str, str]]:
+    """Every model file in ``folder`` by stem, sorted; :class:`UsageError` if there is none."""
+    found = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in _loading.SUPPORTED_SUFFIXES)
+    if not found:
+        raise UsageError(f"{folder}: no model files ({', '.join(_loading.SUPPORTED_SUFFIXES)})")
+    return [(p.stem, str(p)) for p in found]
 
 
 def _port(text: str) -> int:
