@@ -247,9 +247,9 @@ class MapIterator(AsyncIterator[MapResult[T]], AsyncResource):
             state.failed += 1
         if self._bar is not None:
             self._bar.update()
-            dropped = _source_dropped(state.items)
-            if dropped:
-                self._bar.set_postfix(dropped=dropped, refresh=False)
+            postfix = _source_postfix(state.items)
+            if postfix:
+                self._bar.set_postfix(postfix, refresh=False)
         if error is not None and not self._return_exceptions:
             self._finish()
             raise error
@@ -388,3 +388,13 @@ def _length(items: Any) -> int | None:
 
 def _source_dropped(items: Any) -> int:
     return items.stats().dropped if isinstance(items, FrameSource) else 0
+
+
+def _source_postfix(items: Any) -> dict[str, int]:
+    """What the progress bar tells of a frame source, once not zero: frames dropped, outages
+    survived (``reconnects``) and reconnection attempts (``attempts``)."""
+    if not isinstance(items, FrameSource):
+        return {}
+    stats = items.stats()
+    told = {"dropped": stats.dropped, "reconnects": stats.reconnects, "attempts": stats.reconnect_attempts}
+    return {name: value for name, value in told.items() if value}

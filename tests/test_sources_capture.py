@@ -1,5 +1,7 @@
 """Where a frame is read from a camera or a stream URL: what is live, reconnection with back-off on
-dead URLs and on a real MJPEG stream over HTTP on 127.0.0.1, and giving up while waiting."""
+dead URLs and on a real MJPEG stream over HTTP on 127.0.0.1, and giving up while waiting: during a
+back-off, a hung connect (a server that accepts and never answers) or a hung read. The same against
+real stream servers (ffmpeg, GStreamer): test_live_streams.py."""
 
 from __future__ import annotations
 
@@ -8,13 +10,17 @@ import http.server
 import socket
 import threading
 
+import anyio
 import cv2
 import numpy as np
+import openvino as ov
 import pytest
 from frames import collect, source_threads
-from models import frame_index, indexed_frame
+from live import HungServer, consume, give_up, threads_end
+from models import frame_index, frame_probe, indexed_frame
 
 import aioinfer
+from aioinfer._cli import main
 from aioinfer._sources import is_live, open_source
 
 pytestmark = pytest.mark.timeout(60)
@@ -26,8 +32,13 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+FRAMES = 20  # frames the hung MJPEG camera sends before it stops sending anything
+
+
 class OneShotMjpeg(http.server.BaseHTTPRequestHandler):
     """An MJPEG-over-HTTP camera that sends 5 frames, hangs up, then answers 503 to reconnections."""
+
+    frames = 5
 
     def do_GET(self):
         if self.server.served:
@@ -37,22 +48,70 @@ class OneShotMjpeg(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.end_headers()
-        for i in range(5):
+        for i in range(self.frames):
             jpeg = cv2.imencode(".jpg", indexed_frame(i))[1].tobytes()
             head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
             self.wfile.write(head.encode() + jpeg + b"\r\n")
+        self.wfile.flush()
 
     def log_message(self, *args):
         pass
 
 
+class HungMjpeg(OneShotMjpeg):
+    """An MJPEG camera that sends FRAMES frames, then nothing, holding the connection until its
+    server's ``hung_up`` event is set."""
+
+    frames = FRAMES
+
+    def do_GET(self):
+        super().do_GET()
+        self.server.hung_up.wait(30)
+
+
+class FlakyMjpeg(OneShotMjpeg):
+    """An MJPEG camera that sends 20 frames and hangs up, and refuses every second connection (503):
+    each outage takes two attempts, the second one after a back-off."""
+
+    frames = 20
+
+    def do_GET(self):
+        self.server.connections += 1
+        self.server.served = self.server.connections % 2 == 0  # served: the next one answers 503
+        super().do_GET()
+
+
+def serve(handler: type[http.server.BaseHTTPRequestHandler], **state):
+    """A threading HTTP server of ``handler`` on 127.0.0.1 with ``state`` set on it, serving."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in state.items():
+        setattr(server, name, value)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def flaky_mjpeg():
+    server = serve(FlakyMjpeg, connections=0, served=0)
+    yield f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg"
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
 def mjpeg_url():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OneShotMjpeg)
-    server.served = 0
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve(OneShotMjpeg, served=0)
     yield f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def hung_mjpeg():
+    hung_up = threading.Event()
+    server = serve(HungMjpeg, served=0, hung_up=hung_up, hang_up=hung_up.set)
+    yield f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg", server
+    server.hang_up()
     server.shutdown()
     server.server_close()
 
@@ -70,7 +129,8 @@ async def test_url_that_cannot_open_is_retried_with_backoff_then_fails(scheme):
     source = open_source(url, reconnect=2, reconnect_delay=0.001)
     with pytest.raises(aioinfer.SourceError, match=rf"{url}.*after 3 attempts"):
         await collect(source)
-    assert source.stats().reconnects == 2
+    stats = source.stats()
+    assert (stats.reconnects, stats.reconnect_attempts) == (0, 2)  # retries, no outage survived
     with pytest.raises(TypeError, match="not known"):
         len(source)
 
@@ -84,7 +144,8 @@ async def test_stream_that_fails_reconnects_then_raises_after_its_frames(mjpeg_u
                 got.append((f.index, frame_index(f.image)))
                 assert f.timestamp_ms is not None and f.timestamp_ms >= 0
     assert got == [(i, i) for i in range(5)]
-    assert source.stats().reconnects == 3
+    stats = source.stats()
+    assert (stats.reconnects, stats.reconnect_attempts) == (0, 3)  # an outage not survived
     assert not source_threads()
 
 
@@ -110,7 +171,7 @@ async def test_giving_up_during_reconnection_back_off_does_not_wait_for_it():
     assert source._buffer.stopped.is_set()
     # the opening thread itself gives up at once, not only the consumer (which does not wait for it)
     assert await asyncio.to_thread(returned.wait, 5)
-    assert source.stats().reconnects <= 1
+    assert source.stats().reconnect_attempts == 0 and source.stats().reconnects == 0
 
 
 @pytest.mark.parametrize("how", ["stop", "aclose"])
@@ -125,3 +186,47 @@ async def test_source_stopped_before_opening_never_opens_its_reader(how):
     assert await collect(source) == []
     assert opened == []
     assert source.stats().read == 0 and not source_threads()
+
+
+@pytest.fixture
+def hung_server():
+    server = HungServer()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("how", ["stop", "aclose", "cancel"])
+@pytest.mark.parametrize("scheme", ["http", "rtsp"])
+async def test_giving_up_during_a_hung_connect_returns_without_waiting_for_it(hung_server, scheme, how):
+    # the server accepts and never answers: OpenCV's open would block for its 10 s timeout
+    source = open_source(f"{scheme}://127.0.0.1:{hung_server.port}/stream", timeout=10)
+    consumer = asyncio.ensure_future(consume(source))
+    assert await anyio.to_thread.run_sync(hung_server.accepted.wait, 10)
+    with anyio.fail_after(5):  # a hang guard below the open timeout, not a timing assertion
+        await give_up(how, source, consumer)
+    assert consumer.cancelled() or consumer.result() == []
+    thread = source._thread
+    assert thread.is_alive()  # still in OpenCV's open: left to end on its own
+    assert source.stats().read == 0
+    hung_server.close()  # OpenCV's open fails at once; the thread releases what it holds and ends
+    assert await threads_end()
+
+
+async def test_breaking_out_during_a_hung_read_returns_and_the_thread_ends(hung_mjpeg):
+    url, server = hung_mjpeg
+    source = open_source(url, timeout=10)
+    with anyio.fail_after(5):  # the last read hangs: the server sent its frames, then nothing
+        got = await consume(source, until=FRAMES - 2)
+    assert [frame_index(f.image) for f in got] == list(range(FRAMES - 2))
+    server.hang_up()
+    assert await threads_end()
+
+
+def test_run_shows_outages_survived_and_attempts_apart(flaky_mjpeg, tmp_path, capsys):
+    model = tmp_path / "probe.xml"
+    ov.save_model(frame_probe(), model)
+    assert main(["run", str(model), flaky_mjpeg, "--count", "50", "--drop", "none"]) == 0
+    err = capsys.readouterr().err
+    # two outages survived (after frames 19 and 39), each at its second attempt
+    assert "50 frames in" in err and "2 reconnects (4 attempts)" in err  # the closing line
+    assert "reconnects=2" in err and "attempts=4" in err  # the progress bar

@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from .._pipeline import PipelineStats, open_step, run_pipeline
-from .._sources import is_live, open_source
+from .._sources import SourceStats, is_live, open_source
 from . import add_model_options, add_task_options, model_options, parse_source, positive, task_options
 
 
@@ -44,11 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     task = task_options(args)  # usage errors before anything loads
-    _summary(asyncio.run(_run(args, task)))
+    _summary(*asyncio.run(_run(args, task)))
     return 0
 
 
-async def _run(args: argparse.Namespace, task_opts: dict[str, object]) -> PipelineStats:
+async def _run(args: argparse.Namespace, task_opts: dict[str, object]) -> tuple[PipelineStats, SourceStats]:
     source_arg = parse_source(args.source)
     drop = args.drop or ("oldest" if is_live(source_arg) else "none")
     frames = open_source(
@@ -61,7 +61,7 @@ async def _run(args: argparse.Namespace, task_opts: dict[str, object]) -> Pipeli
     )
     step = open_step(args.model, task=args.task, task_options=task_opts, **model_options(args))
     async with frames as source, step as opened:
-        return await run_pipeline(
+        stats = await run_pipeline(
             opened,
             source,
             video=args.output,
@@ -69,8 +69,16 @@ async def _run(args: argparse.Namespace, task_opts: dict[str, object]) -> Pipeli
             max_in_flight=args.max_in_flight,
             progress=not args.no_progress,
         )
+        return stats, source.stats()
 
 
-def _summary(stats: PipelineStats) -> None:
+def _summary(stats: PipelineStats, source: SourceStats) -> None:
+    """The closing line: frames, time, fps; frames dropped, outages survived and reconnection
+    attempts of a live source when there were any."""
     dropped = f", {stats.dropped} dropped" if stats.dropped else ""
-    print(f"{stats.frames} frames in {stats.seconds:.2f} s ({stats.fps:.1f} fps){dropped}", file=sys.stderr)
+    attempts = source.reconnect_attempts
+    reconnects = f", {source.reconnects} reconnects ({attempts} attempts)" if attempts else ""
+    print(
+        f"{stats.frames} frames in {stats.seconds:.2f} s ({stats.fps:.1f} fps){dropped}{reconnects}",
+        file=sys.stderr,
+    )

@@ -31,6 +31,7 @@ class Buffer:
         self._end: BaseException | None = None  # StopAsyncIteration or the reader's error
         self._waiter: asyncio.Future[None] | None = None  # the consumer's, waiting for a frame
         self._room: asyncio.Future[None] | None = None  # the reader task's, waiting for room
+        self._open = False  # the reader has opened its source
         self.stopped = threading.Event()
         self.read = self.failed = self.delivered = self.dropped = 0
         self.t0 = time.monotonic()
@@ -66,6 +67,13 @@ class Buffer:
             await room
         return self.put(frame)
 
+    def opened(self) -> bool:
+        """The reader has opened its source; ``False`` if the consumer stopped meanwhile."""
+        with self._cond:
+            self._open = True
+        self._wake()
+        return not self.stopped.is_set()
+
     def finish(self, error: BaseException | None) -> None:
         """No more frames: the source ended, or failed with ``error``."""
         with self._cond:
@@ -73,9 +81,11 @@ class Buffer:
         self._wake()
 
     def stop(self) -> None:
-        """The consumer wants no more frames (thread-safe)."""
+        """The consumer wants no more frames (thread-safe); those still buffered are dropped (and
+        counted: ``read + failed = delivered + dropped + buffered`` holds after a stop too)."""
         with self._cond:
             self.stopped.set()
+            self.dropped += len(self._items)
             self._items.clear()
             self._cond.notify_all()
         self._wake()
@@ -108,6 +118,21 @@ class Buffer:
                 if self.stopped.is_set():
                     raise StopAsyncIteration
                 if self._end is not None:
+                    raise self._end
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+    async def wait_opened(self) -> None:
+        """Wait until the reader has opened its source, ended, or the consumer stopped (whichever
+        comes first: a stop never waits for an open). Raises the reader's error if it failed before
+        opening."""
+        while True:
+            with self._cond:
+                if self._open or self.stopped.is_set():
+                    return
+                if self._end is not None:
+                    if isinstance(self._end, StopAsyncIteration):
+                        return
                     raise self._end
                 waiter = self._waiter = self._loop.create_future()
             await waiter

@@ -39,18 +39,22 @@ class CaptureReader(OpenCVReader):
         self._t0 = 0.0
 
     def open(self, stopped: threading.Event) -> None:
+        """Connect, retrying ``reconnect`` times (a live stream) with doubling back-off; returns
+        early, holding nothing, once ``stopped`` is set. SourceError when every attempt failed."""
         for attempt in range(self._retries + 1):
             if attempt:
-                self.reconnects += 1
                 if stopped.wait(min(self._delay * 2 ** (attempt - 1), MAX_DELAY_S)):
                     return  # the consumer stopped while we waited
+                self.reconnect_attempts += 1
             self._cap = self._connect()
             if self._cap is not None and stopped.is_set():  # given up on while connecting
-                self._cap.release()
+                self.close()
                 return
             if self._cap is not None:
                 self.fps = self._cap.get(cv2.CAP_PROP_FPS) or None
                 self._t0 = self._t0 or time.monotonic()  # timestamps run on across reconnections
+                return
+            if stopped.is_set():
                 return
         tries = f" after {self._retries + 1} attempts" if self._retries else ""
         raise SourceError(f"cannot open {self.name}{tries}")
@@ -86,14 +90,21 @@ class CaptureReader(OpenCVReader):
                 return
             if not self._retries:
                 raise SourceError(f"{self.name} stopped delivering frames")
-            self._cap.release()
+            self.close()
+            self._reopen(stopped)
+
+    def _reopen(self, stopped: threading.Event) -> None:
+        """After an outage: connect again (each try a reconnection attempt); one more outage
+        survived once connected."""
+        self.reconnect_attempts += 1  # the first try after an outage does not wait
+        try:
+            self.open(stopped)
+        except SourceError:
+            raise SourceError(
+                f"{self.name} failed and could not be reopened after {self._retries + 1} attempts"
+            ) from None
+        if self._cap is not None:
             self.reconnects += 1
-            try:
-                self.open(stopped)
-            except SourceError:
-                raise SourceError(
-                    f"{self.name} failed and could not be reopened after {self._retries + 1} attempts"
-                ) from None
 
     def _timestamp(self, index: int) -> float | None:
         """Live: the time since opening; else the position from the nominal frame rate."""

@@ -24,7 +24,9 @@ class SourceStats:
     """Frames read from the source; frames that could not be read (each raised at its position as
     a :class:`FrameError`); frames and errors delivered to the consumer, dropped by
     ``drop="oldest"``, waiting in the buffer (``read + failed = delivered + dropped + buffered``);
-    reconnections of a stream; frames read per second."""
+    a stream's outages survived (``reconnects``: it failed and was opened again) and connection
+    attempts after the first (``reconnect_attempts``, failed ones included, retries of the first
+    opening too); frames read per second."""
 
     read: int
     failed: int
@@ -32,6 +34,7 @@ class SourceStats:
     dropped: int
     buffered: int
     reconnects: int
+    reconnect_attempts: int
     fps: float
 
 

@@ -16,17 +16,22 @@ from .._errors import FrameError
 from ._buffer import Buffer, Drop
 from ._frame import Frame, SourceStats
 from ._iterables import async_frames
-from ._pump import open_reader, pump, run_reader
+from ._pump import pump, run_reader
 from ._reader import Reader
 from ._selection import Selection
+
+STOP_GRACE_S = 1.0  # how long a stop waits for a reader thread stuck in OpenCV before leaving it
 
 
 class FrameSource(AsyncIterator[Frame], AsyncResource):
     """An async iterator of :class:`Frame` and an async context manager; made by :func:`open_source`.
 
-    Decoding runs on a dedicated thread that reads at most ``buffer`` frames ahead. ``stop()`` (from
-    any thread) ends the iteration at the next frame; ``aclose()`` (or leaving ``async with``) also
-    waits until the reader thread has released the capture and ended.
+    Opening and decoding run on a dedicated thread that reads at most ``buffer`` frames ahead.
+    ``stop()`` (from any thread) ends the iteration at the next frame, an opening in progress
+    included; ``aclose()`` (or leaving ``async with``) also waits until the reader thread has
+    released the capture and ended, except a thread stuck in OpenCV (a hung open or read that it
+    cannot interrupt), waited for ``STOP_GRACE_S`` at most: it releases the capture on its own thread
+    and ends as soon as OpenCV returns.
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class FrameSource(AsyncIterator[Frame], AsyncResource):
         self._pump: asyncio.Task[None] | None = None
         self._opened = False
         self._stop_requested = False
+        self._left_running = False  # the reader thread, stuck in OpenCV, was left to end on its own
 
     @property
     def name(self) -> str:
@@ -92,20 +98,19 @@ class FrameSource(AsyncIterator[Frame], AsyncResource):
         return self
 
     async def _start_thread(self, reader: Reader, buffer: Buffer) -> None:
-        """Open ``reader`` on a worker thread, then start its reader thread (unless stopped meanwhile)."""
-        try:
-            await anyio.to_thread.run_sync(open_reader, reader, buffer.stopped, abandon_on_cancel=True)
-        except BaseException:
-            buffer.stop()  # cuts a reconnection back-off short
-            reader.close()
-            raise
-        if buffer.stopped.is_set():
-            reader.close()
-            return
+        """Start the reader thread, which opens ``reader``, and wait until it has opened it, failed
+        (its error raised here, the thread ended) or the consumer stopped (then not a moment longer:
+        a hung open is left to the thread, which releases what it holds once OpenCV returns)."""
         self._thread = threading.Thread(
             target=run_reader, args=(reader, buffer), name=f"aioinfer-source {self.name}", daemon=True
         )
         self._thread.start()
+        try:
+            await buffer.wait_opened()
+        except BaseException:
+            buffer.stop()  # cuts a reconnection back-off short; the thread ends on its own
+            await self._release()
+            raise
 
     def __aiter__(self) -> FrameSource:
         return self
@@ -136,17 +141,35 @@ class FrameSource(AsyncIterator[Frame], AsyncResource):
         await self._release()
 
     async def _release(self) -> None:
+        """Wait for the reader to end, at most ``STOP_GRACE_S`` once stopped: a reader thread
+        still alive then is stuck in OpenCV (an open or a read it cannot interrupt) and is left to
+        end on its own, releasing the capture on its thread as soon as OpenCV returns."""
         if self._pump is not None:
             self._pump.cancel()
             await asyncio.wait([self._pump])
-        if self._thread is not None:
-            await anyio.to_thread.run_sync(self._thread.join)
+        if self._thread is not None and self._buffer is not None:
+            thread, stopped = self._thread, self._buffer.stopped
+            while thread.is_alive() and not stopped.is_set():  # the source ended or failed: it ends
+                await anyio.to_thread.run_sync(thread.join, STOP_GRACE_S, abandon_on_cancel=True)
+            if thread.is_alive() and not self._left_running:
+                await anyio.to_thread.run_sync(thread.join, STOP_GRACE_S, abandon_on_cancel=True)
+                self._left_running = thread.is_alive()  # stuck: not waited for again
 
     def stats(self) -> SourceStats:
-        """Frames read, failed, delivered, dropped and buffered so far; reconnects; read fps."""
+        """Frames read, failed, delivered, dropped and buffered so far; outages survived and
+        reconnection attempts; read fps."""
         buffer = self._buffer
         if buffer is None:
-            return SourceStats(read=0, failed=0, delivered=0, dropped=0, buffered=0, reconnects=0, fps=0.0)
+            return SourceStats(
+                read=0,
+                failed=0,
+                delivered=0,
+                dropped=0,
+                buffered=0,
+                reconnects=0,
+                reconnect_attempts=0,
+                fps=0.0,
+            )
         elapsed = time.monotonic() - buffer.t0
         return SourceStats(
             read=buffer.read,
@@ -155,6 +178,7 @@ class FrameSource(AsyncIterator[Frame], AsyncResource):
             dropped=buffer.dropped,
             buffered=buffer.buffered(),
             reconnects=self._reader.reconnects if self._reader is not None else 0,
+            reconnect_attempts=self._reader.reconnect_attempts if self._reader is not None else 0,
             fps=round(buffer.read / elapsed, 3) if elapsed > 0 else 0.0,
         )
 

@@ -56,7 +56,10 @@ def open_source(
     streams, so latency stays bounded). ``live`` (default: true for cameras and URLs) makes a failing
     stream reconnect ``reconnect`` times, waiting ``reconnect_delay`` seconds doubled at each try,
     stamps frames of streams and iterables with the time since opening, and plays a video file at its
-    own frame rate, as a camera would; ``timeout`` bounds opening and reading a stream.
+    own frame rate, as a camera would; ``timeout`` bounds opening and reading a stream. After an
+    outage the stream is connected again at once, then with the back-off; ``stats().reconnects``
+    counts the outages survived, ``stats().reconnect_attempts`` the connections tried after the
+    first. Stopping never waits for a hung open or read (see :class:`FrameSource`).
     A source that cannot be opened or decoded raises :class:`SourceError` naming it. An image file
     of a folder, glob or list that cannot be read fails alone: its frame raises a :class:`FrameError`
     naming the file (``map(..., return_exceptions=True)`` yields it as that frame's error) and the

@@ -1,12 +1,11 @@
-"""Where frames are pumped from a reader into the buffer: the body of a source's reader thread,
-opening a reader off the loop, the task that reads an async source, and how a source's own
+"""Where frames are pumped from a reader into the buffer: the body of a source's reader thread
+(which opens the reader, off the loop), the task that reads an async source, and how a source's own
 failure (a ``CancelledError`` included) is told apart from the consumer's stop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from .._errors import SourceError
@@ -16,13 +15,19 @@ from ._reader import Reader
 
 
 def run_reader(reader: Reader, buffer: Buffer) -> None:
-    """Body of the reader thread. However it ends (the source's end, the consumer's stop, any
-    exception of the source, even one raised while closing), it releases the capture and tells the
-    consumer, handing over the source's exception to be raised at its position."""
+    """Body of the reader thread: opens the reader (telling the consumer once it is open), then
+    pumps its frames. However it ends (the source's end, the consumer's stop, any exception of the
+    source, even one raised while closing), it releases the capture on this thread and tells the
+    consumer, handing over the source's exception to be raised at its position. A consumer that
+    stopped may have stopped waiting for it (an open or a read that OpenCV cannot interrupt): it
+    then ends on its own once OpenCV returns, and touches nothing of the consumer's but the buffer."""
     error: BaseException | None = None
     try:
         with contextlib.ExitStack() as closing:
             closing.callback(reader.close)
+            reader.open(buffer.stopped)
+            if not buffer.opened():
+                return  # the consumer stopped while it was opening
             frames = closing.enter_context(contextlib.closing(reader.frames(buffer.stopped)))
             for frame in frames:
                 if not buffer.put(frame):
@@ -31,15 +36,6 @@ def run_reader(reader: Reader, buffer: Buffer) -> None:
         error = source_failure(reader.name, exc)
     finally:
         buffer.finish(error)
-
-
-def open_reader(reader: Reader, stopped: threading.Event) -> None:
-    """``reader.open`` on a worker thread. Nothing cancels a thread: a CancelledError raised here is
-    the source's own, and must not reach the consumer as if the consumer had been cancelled."""
-    try:
-        reader.open(stopped)
-    except asyncio.CancelledError as exc:
-        raise source_failure(reader.name, exc) from exc
 
 
 async def pump(frames: AsyncGenerator[Frame, None], buffer: Buffer, name: str) -> None:

@@ -17,11 +17,13 @@ from ._selection import Selection
 class Reader:
     """Reads the frames ``selection`` picks from the source ``name`` (as named in messages).
     ``total`` (frames to come), ``fps`` (nominal rate) are known once opened, if the source tells;
-    ``reconnects`` counts a stream's reconnections. Its methods block: they run off the loop."""
+    ``reconnects`` counts a stream's outages survived, ``reconnect_attempts`` its connection attempts
+    after the first. Its methods block: they run on the source's own thread, off the loop."""
 
     total: int | None = None
     fps: float | None = None
     reconnects: int = 0
+    reconnect_attempts: int = 0
 
     def __init__(self, name: str, selection: Selection) -> None:
         self.name = name
