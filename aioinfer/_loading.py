@@ -163,3 +163,68 @@ def runtime_precisions(compiled: ov.CompiledModel) -> frozenset[str] | None:
         )
     except RuntimeError:
         return None
+
+
+PRECISIONS = ("f32", "bf16", "f16")
+PRECISION_HINT = "INFERENCE_PRECISION_HINT"
+_PRECISION_NAMES = {"f32": "f32", "fp32": "f32", "float32": "f32", "bf16": "bf16", "bfloat16": "bf16"}
+_PRECISION_NAMES |= {"f16": "f16", "fp16": "f16", "float16": "f16"}
+
+
+def with_precision(config: Mapping[str, Any], precision: str | None) -> dict[str, Any]:
+    """``config`` with OpenVINO's ``INFERENCE_PRECISION_HINT`` set to ``precision`` (``"f32"``,
+    ``"bf16"`` or ``"f16"``; ``None``: ``config`` unchanged, so the device's default). Raises
+    :class:`ValueError` for another precision, or when ``config`` already sets the hint to a
+    different precision."""
+    if precision is None:
+        return dict(config)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} or None, got {precision!r}")
+    given = config.get(PRECISION_HINT)
+    if given is not None and _precision_name(given) != precision:
+        raise ValueError(
+            f"precision={precision!r} conflicts with config {PRECISION_HINT}={given!r}: give one of them"
+        )
+    return {**config, PRECISION_HINT: precision}
+
+
+def _precision_name(value: Any) -> str:
+    """A precision hint as given in a config (``"FP32"``, ``ov.Type.bf16``, ...) in short form."""
+    text = value.get_type_name() if isinstance(value, ov.Type) else str(value)
+    return _PRECISION_NAMES.get(text.strip().lower(), text)
+
+
+def used_precision(compiled: ov.CompiledModel) -> str | None:
+    """The floating-point precision the compiled model really computes in: the narrowest one its
+    computing nodes produce (``"bf16"`` or ``"f16"`` if any does, else ``"f32"``), by its runtime
+    model; where the device does not tell, its ``INFERENCE_PRECISION_HINT``; ``None`` if neither is
+    known. Weights stored in f16 and computed in f32 count as f32. (A CPU without bf16 runs a
+    ``"bf16"`` hint in f32: this says ``"f32"`` then.)"""
+    produced = _produced_precisions(compiled)
+    if produced:
+        return next((p for p in ("bf16", "f16", "f32") if p in produced), None)
+    try:
+        return _precision_name(compiled.get_property(PRECISION_HINT))
+    except RuntimeError:
+        return None
+
+
+def _produced_precisions(compiled: ov.CompiledModel) -> set[str] | None:
+    """The precisions of the outputs of the runtime model's nodes but its constants and inputs
+    (``None`` when the device gives no runtime model)."""
+    try:
+        infos = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()]
+    except RuntimeError:
+        return None
+    return {
+        name
+        for info in infos
+        if "outputPrecisions" in info and _layer_type(info) not in ("Const", "Input")
+        for name in re.split(r"[,\s]+", info["outputPrecisions"].astype(str))
+        if name
+    }
+
+
+def _layer_type(info: Any) -> str | None:
+    """A runtime model node's layer type (``Convolution``, ``Const``, ...), if the device says it."""
+    return info["layerType"].astype(str) if "layerType" in info else None

@@ -34,6 +34,8 @@ class ModelInfo:
     execution_devices: tuple[str, ...]
     num_requests: int
     config: dict[str, Any] = field(default_factory=dict)
+    # the float precision the model really computes in ("f32", "bf16", "f16"), None if unknown
+    precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
@@ -45,6 +47,7 @@ class ModelInfo:
             "execution_devices": list(self.execution_devices),
             "num_requests": self.num_requests,
             "config": dict(self.config),
+            "precision": self.precision,
         }
 
 
@@ -63,7 +66,10 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
         num_requests: int | None = None,
         max_queue: int | None = None,
         share_inputs: bool = False,
+        precision: str | None = None,
     ) -> None:
+        """``precision``: what :func:`_loading.used_precision` says of ``compiled`` (pass it when
+        known: finding it reads the runtime model); ``None``: found here."""
         # the compiled model's one owner in aioinfer is a spare request: the last reference then
         # always dies in a request's destructor, which releases the GIL. The compiled model's own
         # destructor keeps it while joining the device's threads, and one of those (AUTO) may need
@@ -90,6 +96,7 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
             execution_devices=tuple(_property(compiled, "EXECUTION_DEVICES", [device])),
             num_requests=n,
             config=_compile_config(compiled),
+            precision=precision or _loading.used_precision(compiled),
         )
 
     async def infer(self, inputs: Inputs, *, timeout: float | None = None) -> Outputs:
@@ -181,6 +188,7 @@ def load(
     reshape: _loading.ReshapeSpec = None,
     max_queue: int | None = None,
     share_inputs: bool = False,
+    precision: str | None = None,
 ) -> _Loading[AsyncModel]:
     """Read and compile ``model`` off the event loop and wrap it in an :class:`AsyncModel`.
 
@@ -188,6 +196,11 @@ def load(
     an ``openvino.Model``. ``device`` passes through to OpenVINO (``CPU``, ``GPU``, ``AUTO``,
     ``HETERO:GPU,CPU``, ...). ``num_requests=None`` uses the device's optimal number of requests.
     ``config`` is OpenVINO's compile config; ``PERFORMANCE_HINT`` defaults to ``THROUGHPUT``.
+    ``precision`` (``"f32"``, ``"bf16"``, ``"f16"``) sets OpenVINO's ``INFERENCE_PRECISION_HINT``;
+    ``None`` keeps the device's default (bf16 on CPUs that support it: results then differ slightly
+    from an f32 reference). A device runs what it supports (a CPU without bf16 runs f32):
+    ``model.info.precision`` says what really runs. Raises :class:`ValueError` at once for another
+    precision, or one that contradicts ``config``'s ``INFERENCE_PRECISION_HINT``.
     ``reshape`` fixes input shapes at load (one shape, or a mapping by input name/index).
     ``max_queue``: how many calls may wait, accepted and not yet running on the device (here:
     waiting for a free request), before the next is refused at once with :class:`QueueFull`;
@@ -198,19 +211,25 @@ def load(
 
     Use as ``model = await load(...)`` or ``async with load(...) as model``.
     """
-    cfg = {"PERFORMANCE_HINT": DEFAULT_HINT, **(config or {})}
+    cfg = _loading.with_precision({"PERFORMANCE_HINT": DEFAULT_HINT, **(config or {})}, precision)
     if cache_dir is not None:
         cfg["CACHE_DIR"] = str(Path(cache_dir))
 
-    def compile_() -> ov.CompiledModel:
+    def compile_() -> tuple[ov.CompiledModel, str | None]:
         ov_model = _loading.read_model(model)
         _loading.reshape(ov_model, reshape)
-        return _loading.compile_model(_loading.with_numpy_inputs(ov_model), device, cfg)
+        compiled = _loading.compile_model(_loading.with_numpy_inputs(ov_model), device, cfg)
+        return compiled, _loading.used_precision(compiled)
 
     async def make() -> AsyncModel:
-        compiled = await anyio.to_thread.run_sync(compile_)
+        compiled, used = await anyio.to_thread.run_sync(compile_)
         return AsyncModel(
-            compiled, device=device, num_requests=num_requests, max_queue=max_queue, share_inputs=share_inputs
+            compiled,
+            device=device,
+            num_requests=num_requests,
+            max_queue=max_queue,
+            share_inputs=share_inputs,
+            precision=used,
         )
 
     return _Loading(make)

@@ -69,3 +69,35 @@ def test_info_reports_a_missing_model_in_one_line_and_needs_one(tmp_path, capsys
         main(["info"])
     assert exc.value.code == 2
     assert "aioinfer info: error: the following arguments are required: model" in capsys.readouterr().err
+
+
+def test_info_precision_option_chooses_and_shows_the_precision_used(tmp_path, capsys):
+    path = tmp_path / "conv.xml"
+    ov.save_model(models.slow_conv(size=16, layers=1, channels=8), path)
+    assert main(["info", str(path), "--device", "CPU", "--precision", "f32", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["precision"]["used"] == "f32" and "bf16" not in info["precision"]["runtime"]
+    assert main(["info", str(path), "--device", "CPU", "--precision", "bf16"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("precision "))
+    # bf16 where this CPU has it, else f32: what the nodes run in
+    assert row.split()[1] == ("bf16" if "bf16" in _node_precisions(path) else "f32")
+
+
+def _node_precisions(path) -> set[str]:
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    infos = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()]
+    return {info["runtimePrecision"].astype(str) for info in infos if "runtimePrecision" in info}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--precision", "f64"], "invalid choice: 'f64'"),
+        (["--precision", "bf16", "--config", "INFERENCE_PRECISION_HINT=f32"], "conflicts with config"),
+    ],
+)
+def test_info_refuses_a_bad_or_contradicting_precision(two_xml, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["info", str(two_xml), "--device", "CPU", *flags])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

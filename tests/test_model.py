@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import models
 import numpy as np
@@ -137,3 +138,66 @@ def test_the_awaitable_model_does_not_import_the_frame_and_progress_layers() -> 
     with_model, with_map = json.loads(done.stdout)
     assert with_model == []  # AsyncModel.map imports them when called
     assert with_map == ["cv2", "tqdm", "aioinfer._map", "aioinfer._sources"]  # what the check sees
+
+
+# -- precision ---------------------------------------------------------------------------------
+
+
+def _runtime_float_precision(model: aioinfer.AsyncModel) -> str:
+    """What the runtime model says the model computes in, read here independently of aioinfer."""
+    found: set[str] = set()
+    for op in model.compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) not in ("Const", "Input"):  # weights may be stored in f16
+            found |= set(info["outputPrecisions"].astype(str).split(","))
+    return next(p for p in ("bf16", "f16", "f32") if p in found)
+
+
+async def test_precision_f32_gives_exact_results_and_says_f32() -> None:
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32) * 1000 + 0.123
+    async with aioinfer.load(models.linear(), device="CPU", precision="f32") as model:
+        assert model.info.precision == "f32" == _runtime_float_precision(model)
+        assert model.info.config["INFERENCE_PRECISION_HINT"] == "f32"
+        assert model.info.to_dict()["precision"] == "f32"
+        np.testing.assert_array_equal((await model(x))[0], models.linear_expected(x))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "f16", None])
+async def test_precision_reported_is_what_the_runtime_model_runs(precision: str | None) -> None:
+    # a bf16 or f16 hint runs in what the CPU supports (f32 without bf16): info says what runs
+    x = np.random.default_rng(2).random((1, 3, 16, 16), np.float32)
+    async with aioinfer.load(
+        models.slow_conv(size=16, layers=2, channels=8), device="CPU", precision=precision
+    ) as model:
+        assert model.info.precision == _runtime_float_precision(model)
+        out = await model(x)
+        assert out[0].shape == (1, 2) and np.isfinite(out[0]).all()
+
+
+async def test_f16_weights_computed_in_f32_count_as_f32(tmp_path: Path) -> None:
+    path = tmp_path / "conv.xml"
+    ov.save_model(models.slow_conv(size=16, layers=1, channels=8), path)  # weights stored as f16
+    async with aioinfer.load(path, device="CPU", precision="f32") as model:
+        assert model.info.precision == "f32"
+
+
+async def test_precision_on_auto_is_reported_from_the_runtime_model() -> None:
+    async with aioinfer.load(models.slow_conv(size=16, layers=1, channels=8), precision="f32") as model:
+        assert model.info.precision == "f32"
+
+
+@pytest.mark.parametrize("bad", ["fp64", "F32", "", 32])
+def test_an_unknown_precision_is_refused_naming_the_choices(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"precision must be one of f32, bf16, f16 or None, got"):
+        aioinfer.load(models.linear(), device="CPU", precision=bad)  # type: ignore[arg-type]
+
+
+def test_a_precision_contradicting_the_config_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"precision='bf16' conflicts with config INFERENCE_PRECISION_HINT"):
+        aioinfer.load(models.linear(), device="CPU", precision="bf16", config=models.EXACT)
+
+
+async def test_a_precision_agreeing_with_the_config_is_accepted() -> None:
+    config = {"INFERENCE_PRECISION_HINT": ov.Type.f32}
+    async with aioinfer.load(models.linear(), device="CPU", precision="f32", config=config) as model:
+        assert model.info.precision == "f32"

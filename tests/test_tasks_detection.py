@@ -178,3 +178,77 @@ async def test_reshape_applies_to_the_models_own_layout():
             240.0,
             140.0,
         )
+
+
+def one_box_head(box: tuple[float, float, float, float]) -> np.ndarray:
+    """[1, 4+1, 8]: one box (x1, y1, x2, y2 in input pixels) of class 0 with score 0.9, empty anchors."""
+    x1, y1, x2, y2 = box
+    anchors = [((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0.9)] + [(0, 0, 0, 0, 0)] * 7
+    return np.array(anchors, np.float32).T[np.newaxis]
+
+
+@pytest.mark.parametrize("image_size", [(200, 500), (500, 200)])
+async def test_letterbox_settings_map_a_known_input_box_back_to_image_pixels(image_size):
+    # where the 64x64 input holds the image (x1, y1, x2, y2), by hand, for each mode; the box
+    # (20, 20, 25, 25) lies inside the image in every mode
+    wide = image_size == (200, 500)
+    placed = {
+        ("center", "resize-then-pad"): (0, 19, 64, 45),  # 64x26 (25.6 rounded), 38 px of padding
+        ("top-left", "resize-then-pad"): (0, 0, 64, 26),
+        ("center", "pad-then-resize"): (0, 150 * 0.128, 64, 350 * 0.128),  # 500x500, then x0.128
+        ("top-left", "pad-then-resize"): (0, 0, 64, 200 * 0.128),
+    }
+    model = models.constant_head([1, 3, 64, 64], one_box_head((20, 20, 25, 25)))
+    h, w = image_size
+    image = np.zeros((h, w, 3), np.uint8)
+    async with tasks.load(model, task="detection", config=models.EXACT) as det:
+        for (align, order), rect in placed.items():
+            x1, y1, x2, y2 = rect if wide else (rect[1], rect[0], rect[3], rect[2])
+            det.update_settings(pad_align=align, pad_order=order, pad_value=0)
+            (found,) = (await det.predict(image)).objects
+            sx, sy = w / (x2 - x1), h / (y2 - y1)
+            expected = ((20 - x1) * sx, (20 - y1) * sy, (25 - x1) * sx, (25 - y1) * sy)
+            assert found.box == pytest.approx(expected, abs=1e-3), (align, order)
+
+
+async def test_letterbox_pad_value_reaches_the_model():
+    # channel means of the input: the padding's value shows in them (RGB scaled to [0, 1])
+    async with tasks.load(
+        models.constant_head([1, 3, 32, 32], one_box_head((1, 1, 2, 2))), task="detection"
+    ) as det:
+        image = np.full((10, 40, 3), 255, np.uint8)
+        for pad in (0, 114, 255):
+            det.update_settings(pad_value=pad)
+            batch, _ = det.pre_process(image)
+            assert batch.shape == (1, 32, 32, 3)
+            assert (batch[0, 0] == pad).all() and (batch[0, 16] == 255).all()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"pad_align": "middle"},
+            "setting 'pad_align': 'middle' is not accepted; expected one of 'center', 'top-left'",
+        ),
+        ({"pad_order": "pad"}, "expected one of 'resize-then-pad', 'pad-then-resize'"),
+        ({"pad_value": 256}, r"setting 'pad_value': 256 is out of range; expected an integer in \[0, 255\]"),
+        ({"pad_value": 1.5}, "setting 'pad_value': 1.5 is not accepted"),
+    ],
+)
+async def test_bad_letterbox_settings_name_what_is_accepted(settings, message):
+    with pytest.raises(aioinfer.SettingsError, match=message):
+        await tasks.load(
+            models.constant_head([1, 3, 32, 32], yolo_head()), task="detection", settings=settings
+        )
+
+
+@pytest.mark.parametrize("precision", ["f32", "bf16"])
+async def test_task_info_reports_the_precision_used(precision):
+    async with tasks.load(
+        models.constant_head([1, 3, 32, 32], yolo_head()), task="detection", device="CPU", precision=precision
+    ) as det:
+        used = det.model.info.precision
+        assert det.info.precision == used == det.info.models[next(iter(det.info.models))].precision
+        assert det.info.to_dict()["precision"] == used
+        assert used == "f32" if precision == "f32" else used in ("bf16", "f32")

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .. import _install
+from .. import _install, _loading
 from .._checks import expected, is_positive
 from .._errors import AioInferError, SettingsError
 from ..tasks import TASKS
@@ -119,7 +119,7 @@ def key_value(text: str) -> tuple[str, str]:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """The options every sub-command that loads a model takes, named as :func:`aioinfer.load`'s
-    arguments: ``--device``, ``--num-requests``, ``--hint``, ``--config``."""
+    arguments: ``--device``, ``--num-requests``, ``--hint``, ``--precision``, ``--config``."""
     parser.add_argument(
         "--device", default="AUTO", help="OpenVINO device: CPU, GPU, AUTO, ... (default: AUTO)"
     )
@@ -128,6 +128,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--hint", choices=HINTS, help="OpenVINO PERFORMANCE_HINT (default: THROUGHPUT)", type=str.upper
+    )
+    parser.add_argument(
+        "--precision",
+        choices=_loading.PRECISIONS,
+        type=str.lower,
+        help="inference precision (OpenVINO INFERENCE_PRECISION_HINT; default: the device's, "
+        "bf16 on CPUs that have it)",
     )
     parser.add_argument(
         "--config",
@@ -140,10 +147,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What :func:`add_model_options` parsed, as keyword arguments of :func:`aioinfer.load`."""
+    """What :func:`add_model_options` parsed, as keyword arguments of :func:`aioinfer.load`
+    (``--precision`` as the ``INFERENCE_PRECISION_HINT`` of ``config``); :class:`UsageError` when
+    ``--precision`` contradicts ``--config INFERENCE_PRECISION_HINT=...``."""
     config: dict[str, Any] = dict(args.config)
     if args.hint:
         config["PERFORMANCE_HINT"] = args.hint
+    try:
+        config = _loading.with_precision(config, args.precision)
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
     return {"device": args.device, "num_requests": args.num_requests, "config": config or None}
 
 

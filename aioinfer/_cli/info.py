@@ -22,8 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "info",
         help="show a model's inputs, outputs, precision, devices and requests",
         description="Compile MODEL as the other commands would and print its inputs and outputs "
-        "(names, shapes with -1 for dynamic dimensions, element types), its precision (the compiled "
-        "model's INFERENCE_PRECISION_HINT, and the precisions its nodes run in), the devices it runs "
+        "(names, shapes with -1 for dynamic dimensions, element types), its precision (the one it "
+        "really computes in, the compiled model's INFERENCE_PRECISION_HINT, and the precisions its "
+        "nodes run in), the devices it runs "
         "on and its number of infer requests.",
     )
     p.add_argument("model", help="model path (.xml, .onnx, .tflite, .pdmodel, .pb)")
@@ -44,13 +45,18 @@ async def _describe(path: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 async def describe(model: AsyncModel) -> dict[str, Any]:
-    """``model.info`` as a JSON-ready mapping, with ``precision``: the compiled model's inference
-    precision hint (``None`` where the device does not report one, as on AUTO) and the precisions
-    its nodes run in (``None`` where the device does not tell)."""
+    """``model.info`` as a JSON-ready mapping, with ``precision``: the one the model really computes
+    in (``model.info.precision``), the compiled model's inference precision hint (``None`` where the
+    device does not report one, as on AUTO) and the precisions its nodes run in (``None`` where the
+    device does not tell)."""
     runtime = await anyio.to_thread.run_sync(_loading.runtime_precisions, model.compiled)
     info = model.info.to_dict()
     hint = info["config"].get(PRECISION_HINT)
-    info["precision"] = {"hint": hint, "runtime": sorted(runtime) if runtime is not None else None}
+    info["precision"] = {
+        "used": model.info.precision,
+        "hint": hint,
+        "runtime": sorted(runtime) if runtime is not None else None,
+    }
     return info
 
 
@@ -64,6 +70,7 @@ def format_info(info: dict[str, Any]) -> str:
             ("device", info["device"]),
             ("execution devices", ", ".join(info["execution_devices"])),
             ("num_requests", str(info["num_requests"])),
+            ("precision", precision["used"] or "not reported"),
             ("precision hint", precision["hint"] or "not reported"),
             ("nodes run in", runtime),
         ]

@@ -41,6 +41,8 @@ class TaskInfo:
     device: str
     num_requests: int
     models: Mapping[str, ModelInfo] = field(default_factory=dict)
+    # the float precision the main model really computes in (each model's: ``models[...].precision``)
+    precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
@@ -51,6 +53,7 @@ class TaskInfo:
             "device": self.device,
             "num_requests": self.num_requests,
             "models": {name: info.to_dict() for name, info in self.models.items()},
+            "precision": self.precision,
         }
 
 
@@ -277,6 +280,7 @@ class Task(Mappable[P], AsyncResource):
             device=self.model.info.device,
             num_requests=self.model.info.num_requests,
             models={name: m.info for name, m in self.models.items()},
+            precision=self.model.info.precision,
         )
 
     def draw(self, image: np.ndarray, prediction: P) -> np.ndarray:

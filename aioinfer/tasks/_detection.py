@@ -14,7 +14,7 @@ from .._outputs import Outputs
 from ._image_task import ImageTask
 from ._nms import nms
 from ._predictions import Box, DetectedObject, Detections, label_of
-from ._preprocess import Normalization, Transform, as_batch, letterbox, stretch
+from ._preprocess import PAD_ALIGNS, PAD_ORDERS, Normalization, Transform, as_batch, letterbox, stretch
 from ._settings import Setting
 
 Head = Literal["yolo", "ssd"]
@@ -83,7 +83,8 @@ def decode_ssd(raw: np.ndarray, input_size: tuple[int, int], conf_threshold: flo
 
 class DetectionTask(ImageTask[Detections]):
     """Boxes, classes and scores of the objects in an image, for YOLOv8/YOLO11-style heads
-    [N, 4+C, A] (letterboxed RGB input scaled to [0, 1]) and SSD-style [1, 1, N, 7] outputs
+    [N, 4+C, A] (letterboxed RGB input scaled to [0, 1]; the letterbox as the exporter made it:
+    settings ``pad_align``, ``pad_value``, ``pad_order``) and SSD-style [1, 1, N, 7] outputs
     (stretched raw BGR input), the layout detected from the model's output shape."""
 
     name = "detection"
@@ -94,6 +95,16 @@ class DetectionTask(ImageTask[Detections]):
         ),
         "max_detections": Setting(300, 1, 100_000, doc="at most this many boxes per image"),
         "class_agnostic": Setting(False, doc="suppress overlaps across classes too"),
+        # how a YOLO model's input was letterboxed at export (SSD inputs are stretched)
+        "pad_align": Setting(
+            "center", choices=PAD_ALIGNS, doc="letterbox: image centred in the padding, or at the top-left"
+        ),
+        "pad_value": Setting(114, 0, 255, doc="letterbox: the padding's value in every channel"),
+        "pad_order": Setting(
+            "resize-then-pad",
+            choices=PAD_ORDERS,
+            doc="letterbox: resize to fit then pad (Ultralytics), or pad to the input's shape then resize",
+        ),
     }
 
     @classmethod
@@ -130,8 +141,13 @@ class DetectionTask(ImageTask[Detections]):
 
     def pre_process(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
         assert self.input_size is not None
-        fit = letterbox if self.head == "yolo" else stretch
-        resized, transform = fit(image, self.input_size)
+        if self.head == "yolo":
+            cfg = self.settings_now
+            resized, transform = letterbox(
+                image, self.input_size, cfg["pad_value"], align=cfg["pad_align"], order=cfg["pad_order"]
+            )
+        else:
+            resized, transform = stretch(image, self.input_size)
         return as_batch(resized), (transform, image.shape[:2])
 
     def post_process(self, outputs: Outputs, meta: tuple[Transform, tuple[int, int]]) -> Detections:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -46,19 +47,62 @@ class Transform:
         return out
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) -> tuple[np.ndarray, Transform]:
-    """``image`` scaled to fit ``size`` (height, width) keeping its aspect ratio, centred on a
-    ``pad_value`` canvas; and the transform from image to canvas pixels."""
+PadAlign = Literal["center", "top-left"]
+PadOrder = Literal["resize-then-pad", "pad-then-resize"]
+PAD_ALIGNS: tuple[PadAlign, ...] = ("center", "top-left")
+PAD_ORDERS: tuple[PadOrder, ...] = ("resize-then-pad", "pad-then-resize")
+
+
+def letterbox(
+    image: np.ndarray,
+    size: tuple[int, int],
+    pad_value: int = 114,
+    *,
+    align: PadAlign = "center",
+    order: PadOrder = "resize-then-pad",
+) -> tuple[np.ndarray, Transform]:
+    """``image`` fitted to ``size`` (height, width) keeping its aspect ratio, the rest filled with
+    ``pad_value``; and the exact transform from image to canvas pixels.
+
+    ``order="resize-then-pad"`` (Ultralytics): the image is resized to fit, then padded to ``size``.
+    ``order="pad-then-resize"``: the image is padded to ``size``'s aspect ratio (a square for a
+    square input) at full resolution, then resized. ``align``: the image centred in the padding
+    (odd padding: one pixel more at the bottom/right) or at the top-left (padding at the bottom/right).
+    """
+    if order == "pad-then-resize":
+        return _pad_then_resize(image, size, pad_value, align)
     height, width = size
     h, w = image.shape[:2]
     scale = min(height / h, width / w)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    pad_x, pad_y = (width - new_w) // 2, (height - new_h) // 2
-    canvas = np.full((height, width, image.shape[2]), pad_value, dtype=image.dtype)
-    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(
-        image, (new_w, new_h), interpolation=cv2.INTER_LINEAR
-    )
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    canvas, pad_x, pad_y = _pad(resized, (height, width), pad_value, align)
     return canvas, Transform(new_w / w, new_h / h, pad_x, pad_y)
+
+
+def _pad_then_resize(
+    image: np.ndarray, size: tuple[int, int], pad_value: int, align: PadAlign
+) -> tuple[np.ndarray, Transform]:
+    height, width = size
+    h, w = image.shape[:2]
+    scale = min(height / h, width / w)
+    padded_size = (max(h, round(height / scale)), max(w, round(width / scale)))
+    padded, pad_x, pad_y = _pad(image, padded_size, pad_value, align)
+    canvas = cv2.resize(padded, (width, height), interpolation=cv2.INTER_LINEAR)
+    scale_x, scale_y = width / padded_size[1], height / padded_size[0]
+    return canvas, Transform(scale_x, scale_y, pad_x * scale_x, pad_y * scale_y)
+
+
+def _pad(
+    image: np.ndarray, size: tuple[int, int], pad_value: int, align: PadAlign
+) -> tuple[np.ndarray, int, int]:
+    """``image`` on a ``size`` (height, width) canvas of ``pad_value``, and its left and top offsets."""
+    height, width = size
+    h, w = image.shape[:2]
+    pad_x, pad_y = ((width - w) // 2, (height - h) // 2) if align == "center" else (0, 0)
+    canvas = np.full((height, width, *image.shape[2:]), pad_value, dtype=image.dtype)
+    canvas[pad_y : pad_y + h, pad_x : pad_x + w] = image
+    return canvas, pad_x, pad_y
 
 
 def stretch(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Transform]:
