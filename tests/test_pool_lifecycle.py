@@ -25,9 +25,12 @@ from aioinfer import _reaper
 HANG_S = float(os.environ.get("AIOINFER_HANG_S", 120))  # a freeze, in the child: dump its stacks, exit
 
 
-def os_threads() -> int:
-    """Native threads of this process, OpenVINO's included (threading.enumerate() sees only Python's)."""
-    return len(os.listdir("/proc/self/task"))
+def native_threads() -> int:
+    """Threads of this process that Python did not start: OpenVINO's (a thread stuck forever in a
+    request's destructor is one). Python's own worker threads (anyio's, the executor's) come and
+    go with load and are left out."""
+    started_by_python = sum(not isinstance(t, threading._DummyThread) for t in threading.enumerate())
+    return len(os.listdir("/proc/self/task")) - started_by_python
 
 
 def rss_mb() -> float:
@@ -86,12 +89,12 @@ async def cycles(device: str, n: int, *, close: bool) -> dict[str, object]:
     for _ in range(5):  # warm-up: OpenVINO's process-wide threads and caches
         await one_cycle(device, log, close=close)
     settle()
-    threads, rss = os_threads(), rss_mb()
+    threads, rss = native_threads(), rss_mb()
     for _ in range(n):
         await one_cycle(device, log, close=close)
     settle()
     return {
-        "leaked_threads": os_threads() - threads,
+        "leaked_threads": native_threads() - threads,
         "rss_growth_mb": round(rss_mb() - rss, 1),
         "requests_alive": log.alive(),
         "released_on_openvino_threads": log.on_openvino_threads(),
