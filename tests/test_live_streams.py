@@ -276,7 +276,7 @@ async def test_giving_up_during_a_back_off_is_prompt_and_leaves_no_thread(server
     await wait_for(lambda: source.stats().reconnect_attempts == 1)  # refused at once: 30 s to wait
     if how != "break":
         resume.set()  # a stop or a cancel finds the consumer waiting for a frame
-        await wait_for(lambda: source.stats().delivered == source.stats().read)
+        await wait_for(lambda: source.stats().buffered == 0)  # drops under load are fine
     with anyio.fail_after(5):  # a hang guard (the back-off is 30 s), not a timing assertion
         await give_up(how, source, consumer, resume)
     assert not source._thread.is_alive()  # the back-off was cut short: the thread ended
@@ -296,7 +296,7 @@ async def test_giving_up_during_a_hung_reconnection_is_prompt_and_the_thread_end
         assert await anyio.to_thread.run_sync(hung.accepted.wait, 10)
         if how != "break":
             resume.set()
-            await wait_for(lambda: source.stats().delivered == source.stats().read)
+            await wait_for(lambda: source.stats().buffered == 0)  # drops under load are fine
         with anyio.fail_after(5):  # a hang guard below the 10 s open timeout
             await give_up(how, source, consumer, resume)
         assert source._thread.is_alive()  # still in OpenCV's open: left to end on its own
