@@ -139,13 +139,25 @@ def best_class_head(model: ov.Model, axis: int = -1, *, with_scores: bool = True
     """``model`` (first output: class scores along ``axis``, e.g. [N, T, K] with ``axis=-1`` or
     [N, C, H, W] with ``axis=1``) ending in the best class instead, so the device does the arg-max,
     not Python: outputs ``scores`` (unless not ``with_scores``) and ``ids`` (int32), both of the
-    first output's shape without ``axis``. Ties go to the lowest class id, as in ``numpy.argmax``."""
+    first output's shape without ``axis``. Ties go to the lowest class id, as in ``numpy.argmax``.
+
+    The arg-max is the lowest id whose score equals the maximum (ReduceMax, Equal, ReduceMin): on
+    PP-OCR's recognizer (18710 classes) a stable TopK took 20% of the whole model's time, this 1%."""
     scores_in = model.get_results()[0].input_value(0)
-    top = ops.topk(scores_in, ops.constant(np.int64(1)), axis, "max", "value", "i32", stable=True)
-    squeeze = ops.constant(np.array([axis], np.int64))
+    rank = scores_in.get_partial_shape().rank.get_length()
+    axis %= rank
+    axes = ops.constant(np.array([axis], np.int64))
+    best = ops.reduce_max(scores_in, axes, keep_dims=True)
+    shape = ops.shape_of(scores_in, "i32")
+    classes = ops.gather(shape, ops.constant(np.int32(axis)), ops.constant(np.int32(0)))
+    ids = ops.range(ops.constant(np.int32(0)), classes, ops.constant(np.int32(1)), "i32")
+    ids = ops.unsqueeze(ids, ops.constant(np.array([d for d in range(rank) if d != axis], np.int64)))
+    ids = ops.reduce_min(ops.select(ops.equal(scores_in, best), ids, classes), axes, keep_dims=False)
+    ids = ops.minimum(ids, ops.subtract(classes, ops.constant(np.int32(1))))  # NaN scores: still a class
+    named = [(ops.squeeze(best, axes), "scores"), (ids, "ids")] if with_scores else [(ids, "ids")]
     outputs = []
-    for index, name in [(0, "scores"), (1, "ids")] if with_scores else [(1, "ids")]:
-        out = ops.squeeze(top.output(index), squeeze).output(0)
+    for node, name in named:
+        out = node.output(0)
         out.get_tensor().set_names({name})
         outputs.append(out)
     return ov.Model(outputs, model.get_parameters(), model.get_friendly_name())
