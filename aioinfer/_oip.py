@@ -294,6 +294,16 @@ def _bytes_from_json(name: str, data: list[Any], shape: list[int]) -> np.ndarray
     return elements.reshape(shape)
 
 
+def _check_integers(name: str, dtype: np.dtype, parsed: np.ndarray) -> None:
+    """DecodeError unless the JSON values ``parsed`` (numpy's own reading of them) are integers: a
+    1.5 or a true sent for an integer input would be truncated or cast without a word."""
+    if parsed.dtype.kind not in "iu":
+        found = {"f": "numbers with a fraction or exponent", "b": "booleans"}.get(
+            parsed.dtype.kind, "other values"
+        )
+        raise DecodeError(f"input {name!r}: {datatype(dtype)} data must be integers, got {found}")
+
+
 def _from_json(name: str, data: Any, dtype: np.dtype, shape: list[int]) -> np.ndarray:
     """``data`` (flat or nested as ``shape``) as an array of ``dtype`` and ``shape``; booleans only
     for BOOL, numbers only otherwise (what parsed JSON holds is already bounded)."""
@@ -302,6 +312,8 @@ def _from_json(name: str, data: Any, dtype: np.dtype, shape: list[int]) -> np.nd
     if dtype.kind == "O":
         return _bytes_from_json(name, data, shape)
     try:
+        if dtype.kind in "iu":
+            _check_integers(name, dtype, np.array(data))
         array = np.array(data, dtype=object if dtype.kind == "b" else dtype).ravel()
     except (TypeError, ValueError, OverflowError) as exc:
         raise DecodeError(f"input {name!r}: data is not an array of {datatype(dtype)}: {exc}") from None

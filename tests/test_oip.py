@@ -1,0 +1,44 @@
+"""Open Inference Protocol tensors decoded from JSON: values are taken as they are or refused, never
+converted silently."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aioinfer import DecodeError
+from aioinfer._inputs import TensorInfo
+from aioinfer._oip import decode_request
+
+EXPECTED = {
+    "ids": TensorInfo(name="ids", names=("ids",), shape=(-1, 3), element_type="i32", dtype=np.dtype(np.int32))
+}
+
+
+def decode(data: object, datatype: str = "INT32") -> np.ndarray:
+    body = json.dumps({"inputs": [{"name": "ids", "shape": [1, 3], "datatype": datatype, "data": data}]})
+    request = decode_request(bytearray(body.encode()), None, max_decoded_bytes=2**20, expected=EXPECTED)
+    return request.inputs["ids"]
+
+
+def test_integer_data_is_exact() -> None:
+    array = decode([[1, -2, 3]])
+    assert array.dtype == np.int32
+    assert array.tolist() == [[1, -2, 3]]
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [([1.5, 2, 3], "with a fraction"), ([1.0, 2, 3], "with a fraction"), ([True, False, True], "booleans")],
+    ids=["fraction", "float", "bool"],
+)
+def test_integer_inputs_refuse_values_that_are_not_integers(data: list[object], words: str) -> None:
+    with pytest.raises(DecodeError, match=f"INT32 data must be integers, got .*{words}"):
+        decode(data)
+
+
+def test_out_of_range_integers_are_refused() -> None:
+    with pytest.raises(DecodeError, match="not an array of INT32"):
+        decode([2**40, 0, 0])
