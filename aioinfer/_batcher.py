@@ -15,7 +15,6 @@ import numpy as np
 import openvino as ov
 from anyio.abc import AsyncResource
 
-from . import _loading
 from ._checks import check_positive, deprecated_ms
 from ._errors import (
     AioInferError,
@@ -150,9 +149,9 @@ class Batcher(AsyncResource):
             raise NotBatchableError(
                 f"the probe's inference failed ({type(exc).__name__}: {exc}): batching is not shown safe"
             ) from exc
-        compiled = self.model.compiled
+        tolerance = _tolerance(self.model.info.precision)
         return await anyio.to_thread.run_sync(
-            lambda: _compare(results[0], results[1:], self._rows, _tolerance(compiled))
+            lambda: _compare(results[0], results[1:], self._rows, tolerance)
         )
 
     def _rows(self, size: int) -> int:
@@ -414,13 +413,11 @@ def _probe_length(dim: ov.Dimension) -> int:
     return max(int(dim.get_min_length()), min(PROBE_DIM, upper) if upper > 0 else PROBE_DIM)
 
 
-def _tolerance(compiled: ov.CompiledModel) -> tuple[float, str]:
-    """The ``TOLERANCE`` of the lowest float precision the compiled model runs any node in, and its
-    name; the loosest one when the device does not tell."""
-    found = _loading.runtime_precisions(compiled)
-    if found is None:
+def _tolerance(precision: str | None) -> tuple[float, str]:
+    """The ``TOLERANCE`` of the float precision the model computes in (``model.info.precision``),
+    and its name; the loosest one when it is not known."""
+    if precision not in TOLERANCE:
         return max(TOLERANCE.values()), "an unknown precision"
-    precision = max((p for p in found if p in TOLERANCE), key=TOLERANCE.__getitem__, default="f32")
     return TOLERANCE[precision], precision
 
 
