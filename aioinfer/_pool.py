@@ -1,11 +1,12 @@
-"""The bridge between OpenVINO's callback threads and asyncio: a pool of infer requests.
+"""The bridge between OpenVINO's callback threads and the event loop: a pool of infer requests.
 
 Threading rules, which every method below keeps:
 
 * ``_lock`` (a ``threading.Lock``) guards the queue, the slots and the hand-over list. It is taken by
   the event loop, by OpenVINO's completion callbacks and by the watchdog thread, always briefly.
-* Nothing but the event loop touches an asyncio object. Other threads append ``(job, outcome)`` to
-  ``_done`` and, when that list was empty, wake the loop once with ``call_soon_threadsafe``.
+* Nothing but the event loop touches a future. Other threads append ``(job, outcome)`` to ``_done``
+  and, when that list was empty, wake the loop once through the backend's own thread-safe wake-up
+  (``_bridge.py``: asyncio's ``call_soon_threadsafe``, trio's ``TrioToken.run_sync_soon``).
 * A request is restarted by whoever releases it: the completion callback starts the next queued job
   directly, so the device never waits for a busy loop.
 * OpenVINO does not call the callback when a job fails or is cancelled on the device (``wait()``
@@ -18,7 +19,6 @@ Threading rules, which every method below keeps:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import threading
@@ -31,8 +31,8 @@ import anyio
 import numpy as np
 import openvino as ov
 
-from . import _reaper
-from ._errors import ClosedError, EventLoopError, InferenceError, InferTimeout, QueueFull, ov_message
+from . import _bridge, _reaper
+from ._errors import ClosedError, InferenceError, InferTimeout, QueueFull, ov_message
 from ._inputs import numpy_dtype
 from ._outputs import Outputs
 from ._stats import Recorder, Stats
@@ -45,15 +45,14 @@ WATCH_NAP_AFTER_S = 1.0  # idle this long, the watchdog sleeps until the next jo
 
 
 class _Job:
-    __slots__ = ("future", "inputs", "slot", "state", "t_submit", "timer")
+    __slots__ = ("future", "inputs", "slot", "state", "t_submit")
 
-    def __init__(self, inputs: dict[int, np.ndarray], future: asyncio.Future[Outputs]) -> None:
+    def __init__(self, inputs: dict[int, np.ndarray], future: _bridge.Future[Outputs]) -> None:
         self.inputs = inputs
         self.future = future
         self.state = QUEUED
         self.slot: _Slot | None = None
         self.t_submit = time.perf_counter()
-        self.timer: asyncio.TimerHandle | None = None
 
 
 class _Slot:
@@ -76,7 +75,7 @@ class _Slot:
 
 class RequestPool:
     """At most ``len(requests)`` jobs on the device, further callers queued FIFO (bounded by
-    ``max_queue``), results delivered to the event loop that created the pool."""
+    ``max_queue``), results delivered to the event loop (asyncio, uvloop or trio) that created the pool."""
 
     def __init__(
         self,
@@ -88,7 +87,7 @@ class RequestPool:
         max_queue: int | None = None,
         share_inputs: bool = False,
     ) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._bridge = _bridge.current()
         self._lock = threading.Lock()
         self._max_queue = max_queue
         self._share_inputs = share_inputs
@@ -110,7 +109,7 @@ class RequestPool:
         self._stats = Recorder()
         self._closed = False
         self._stopped = False
-        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._idle_waiters: list[_bridge.Future[None]] = []
         self._kick = threading.Event()
         self._releasing = threading.Lock()
         self._watchdog_napping = False
@@ -126,32 +125,25 @@ class RequestPool:
         return self._closed
 
     async def run(self, inputs: dict[int, np.ndarray], timeout: float | None = None) -> Outputs:
-        """Run one job; cancelling the caller drops it from the queue or cancels it on the device."""
-        self._check_loop()
-        job = _Job(inputs, self._loop.create_future())
+        """Run one job; cancelling the caller (a task's cancel(), a cancel scope) or the timeout drops
+        it from the queue or cancels it on the device, and frees its request."""
+        self._bridge.check()
+        job = _Job(inputs, self._bridge.future())
         slot = self._submit(job)
         if slot is not None:
             self._start(slot, job)
-        if timeout is not None:
-            job.timer = self._loop.call_later(timeout, self._expire, job, timeout)
+        if timeout is None:
+            return await self._outcome(job)
+        with anyio.move_on_after(timeout):
+            return await self._outcome(job)
+        raise InferTimeout(f"inference did not finish within {timeout:g} s")
+
+    async def _outcome(self, job: _Job) -> Outputs:
         try:
             return await job.future
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled (or failed: then it is DONE and _cancel does nothing)
             self._cancel(job)
             raise
-        finally:
-            if job.timer is not None:
-                job.timer.cancel()
-
-    def _check_loop(self) -> None:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not self._loop:
-            raise EventLoopError(
-                "this model belongs to the event loop it was loaded in; load it in the loop that uses it"
-            )
 
     def _submit(self, job: _Job) -> _Slot | None:
         with self._lock:
@@ -175,11 +167,6 @@ class RequestPool:
             self._queued += 1
             self._stats.submitted += 1
             return None
-
-    def _expire(self, job: _Job, timeout: float) -> None:
-        if not job.future.done():
-            job.future.set_exception(InferTimeout(f"inference did not finish within {timeout:g} s"))
-            self._cancel(job)
 
     def _cancel(self, job: _Job) -> None:
         """The caller gave up: drop a queued job, cancel a running one on the device, discard a
@@ -242,16 +229,17 @@ class RequestPool:
         """Take no more work; let queued and running jobs finish (up to ``timeout`` seconds), then
         fail what is left with ClosedError and cancel it on the device. Returns once no callback of
         the pool is running any more and its requests are released."""
-        self._check_loop()
+        self._bridge.check()
         with self._lock:
             self._closed = True
         try:
-            await asyncio.wait_for(self._wait_idle(), timeout)
-        except asyncio.TimeoutError:
+            with anyio.move_on_after(timeout):
+                await self._wait_idle()
+            if not self._is_idle():  # out of time
+                self._abort_all()
+                await self._wait_idle()
+        except BaseException:  # cancelled: the watchdog still recovers the requests, the reaper releases them
             self._abort_all()
-            await self._wait_idle()
-        except asyncio.CancelledError:
-            self._abort_all()  # the watchdog still recovers the requests; the reaper releases them
             raise
         finally:
             self._stopped = True
@@ -276,7 +264,7 @@ class RequestPool:
     async def _wait_idle(self) -> None:
         if self._is_idle():
             return
-        waiter = self._loop.create_future()
+        waiter = self._bridge.future()
         self._idle_waiters.append(waiter)
         await waiter
 
@@ -406,9 +394,7 @@ class RequestPool:
         return None
 
     def _wake(self) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # the loop is closed: nobody is left to deliver to
+        if not self._bridge.call_soon_threadsafe(self._drain):  # the loop is gone: nobody to deliver to
             with self._lock:
                 self._done.clear()
 
