@@ -5,7 +5,8 @@ object that keeps per-loop state (a request pool, a batcher, a frame buffer) cap
 :class:`Bridge` of the loop that made it with :func:`current`, and from then on:
 
 * ``bridge.future()`` is a one-shot result that only that loop sets and awaits (``done()``,
-  ``set_result()``, ``set_exception()``, ``await``). On asyncio it is the loop's own future;
+  ``set_result()``, ``set_exception()``, ``await``; done once its waiter was cancelled). On asyncio
+  it is the loop's own future, on trio a ``TrioFuture`` (``_bridge_trio.py``, imported only there);
 * ``bridge.call_soon_threadsafe(fn)`` asks the loop, from any thread, to run ``fn`` soon, through
   the backend's own wake-up (asyncio's ``call_soon_threadsafe``, trio's ``TrioToken.run_sync_soon``);
   it returns False once the loop is gone;
@@ -16,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator
-from typing import Any, Generic, Protocol, TypeVar
-
-import anyio
+from typing import Any, Protocol, TypeVar
 
 from ._errors import EventLoopError
 
@@ -82,68 +81,6 @@ class AsyncioBridge(Bridge):
             return False
 
 
-class TrioBridge(Bridge):
-    """One ``trio.run``."""
-
-    backend = "trio"
-
-    def __init__(self) -> None:
-        import trio
-
-        self._token = trio.lowlevel.current_trio_token()
-        self._finished = trio.RunFinishedError
-
-    def future(self) -> Future[Any]:
-        return EventFuture()
-
-    def call_soon_threadsafe(self, fn: Callable[[], object]) -> bool:
-        try:
-            self._token.run_sync_soon(fn)
-        except self._finished:
-            return False
-        return True
-
-    def is_current(self) -> bool:
-        import trio
-
-        try:
-            return trio.lowlevel.current_trio_token() is self._token
-        except RuntimeError:
-            return False
-
-
-class EventFuture(Generic[T]):
-    """A one-shot result for backends without futures, on an ``anyio.Event``; awaiting it is
-    cancellable by the backend's own cancel scopes."""
-
-    __slots__ = ("_error", "_event", "_result")
-
-    def __init__(self) -> None:
-        self._event = anyio.Event()
-        self._result: T | None = None
-        self._error: BaseException | None = None
-
-    def done(self) -> bool:
-        return self._event.is_set()
-
-    def set_result(self, result: T, /) -> None:
-        self._result = result
-        self._event.set()
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        self._error = exception
-        self._event.set()
-
-    def __await__(self) -> Generator[Any, None, T]:
-        return self._wait().__await__()
-
-    async def _wait(self) -> T:
-        await self._event.wait()
-        if self._error is not None:
-            raise self._error
-        return self._result  # type: ignore[return-value]
-
-
 def current() -> Bridge:
     """The bridge of the running loop. Raises :class:`EventLoopError` outside any, or under a
     backend aioinfer does not know."""
@@ -154,6 +91,8 @@ def current() -> Bridge:
     else:
         return AsyncioBridge()
     try:
+        from ._bridge_trio import TrioBridge
+
         return TrioBridge()
     except (ImportError, RuntimeError):
         raise EventLoopError(

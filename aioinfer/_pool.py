@@ -11,6 +11,8 @@ Threading rules, which every method below keeps:
   directly, so the device never waits for a busy loop.
 * OpenVINO does not call the callback when a job fails or is cancelled on the device (``wait()``
   raises instead). The watchdog thread polls running requests and recovers those.
+* A session reserves one request (``reserve``): it leaves the shared pool, runs only the jobs given
+  to it (``run(..., slot=)``), in order, from its own queue, until ``unreserve`` returns it.
 * No infer request is ever released on OpenVINO's callback thread (its destructor would wait for
   that very callback): ``aclose()`` waits, off the loop, until the watchdog has ended and every
   request's last callback has returned, then drops the requests; a pool dropped without ``aclose()``
@@ -26,6 +28,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import numpy as np
@@ -45,26 +48,38 @@ WATCH_NAP_AFTER_S = 1.0  # idle this long, the watchdog sleeps until the next jo
 
 
 class _Job:
-    __slots__ = ("future", "inputs", "slot", "state", "t_submit")
+    """One call, or (``inputs is None``) one reservation of a request for a session."""
 
-    def __init__(self, inputs: dict[int, np.ndarray], future: _bridge.Future[Outputs]) -> None:
+    __slots__ = ("future", "inputs", "pinned", "slot", "state", "t_submit")
+
+    def __init__(
+        self, inputs: dict[int, np.ndarray] | None, future: _bridge.Future[Any], pinned: _Slot | None = None
+    ) -> None:
         self.inputs = inputs
         self.future = future
         self.state = QUEUED
-        self.slot: _Slot | None = None
+        self.slot: _Slot | None = None  # the slot running it
+        self.pinned = pinned  # the reserved slot it must run on, if any
         self.t_submit = time.perf_counter()
 
 
 class _Slot:
     """One infer request and the job it is running (``job is None`` when idle)."""
 
-    __slots__ = ("gen", "job", "request", "started")
+    __slots__ = ("gen", "job", "queue", "request", "returning", "started", "tainted")
 
     def __init__(self, request: ov.InferRequest) -> None:
         self.request = request  # None once aclose() has released it
         self.job: _Job | None = None
         self.gen = 0  # bumped at each assignment, so a late report about an older job is ignored
         self.started = False  # start_async of the current job has returned
+        self.queue: deque[_Job] | None = None  # a session's own jobs while reserved, else None
+        self.returning = False  # unreserved while busy: back to the pool once its queue is done
+        self.tainted = False  # a session's job was given up while it ran: its state is unknown
+
+    @property
+    def reserved(self) -> bool:
+        return self.queue is not None
 
     def __del__(self) -> None:
         # dropped without aclose(), maybe on OpenVINO's callback thread: the reaper releases it
@@ -97,6 +112,7 @@ class RequestPool:
         self._n_out = len(compiled.outputs)
         self._out_names = tuple(output_names)
         self._out_index = output_index
+        _reaper.start()  # here, not where a slot may be collected (see _reaper.start)
         self._slots = [_Slot(compiled.create_infer_request()) for _ in range(num_requests)]
         # the callback holds the pool weakly: no reference cycle through OpenVINO's C++ side
         callback = functools.partial(_completion_callback, weakref.ref(self))
@@ -110,6 +126,7 @@ class RequestPool:
         self._closed = False
         self._stopped = False
         self._idle_waiters: list[_bridge.Future[None]] = []
+        self._settle_waiters: list[_bridge.Future[None]] = []
         self._kick = threading.Event()
         self._releasing = threading.Lock()
         self._watchdog_napping = False
@@ -124,21 +141,37 @@ class RequestPool:
     def closed(self) -> bool:
         return self._closed
 
-    async def run(self, inputs: dict[int, np.ndarray], timeout: float | None = None) -> Outputs:
-        """Run one job; cancelling the caller (a task's cancel(), a cancel scope) or the timeout drops
-        it from the queue or cancels it on the device, and frees its request."""
+    async def run(
+        self, inputs: dict[int, np.ndarray], timeout: float | None = None, slot: _Slot | None = None
+    ) -> Outputs:
+        """Run one job (on the reserved ``slot`` if given, after its earlier jobs); cancelling the
+        caller (a task's cancel(), a cancel scope) or the timeout drops it from the queue or cancels
+        it on the device, and frees its request."""
+        outputs: Outputs = await self._await(_Job(inputs, self._bridge.future(), slot), timeout)
+        return outputs
+
+    async def reserve(self, timeout: float | None = None) -> _Slot:
+        """Take one request out of the shared pool for a session, waiting FIFO with the other
+        callers (``max_queue``, ``timeout`` as for ``run``); ``unreserve`` gives it back."""
+        slot: _Slot = await self._await(_Job(None, self._bridge.future()), timeout)
+        return slot
+
+    async def _await(self, job: _Job, timeout: float | None) -> Any:
         self._bridge.check()
-        job = _Job(inputs, self._bridge.future())
-        slot = self._submit(job)
-        if slot is not None:
-            self._start(slot, job)
         if timeout is None:
+            self._launch(job)
             return await self._outcome(job)
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(timeout):  # entered first: the deadline counts from the call
+            self._launch(job)
             return await self._outcome(job)
         raise InferTimeout(f"inference did not finish within {timeout:g} s")
 
-    async def _outcome(self, job: _Job) -> Outputs:
+    def _launch(self, job: _Job) -> None:
+        slot = self._submit(job)
+        if slot is not None:
+            self._start(slot, job)
+
+    async def _outcome(self, job: _Job) -> Any:
         try:
             return await job.future
         except BaseException:  # cancelled (or failed: then it is DONE and _cancel does nothing)
@@ -149,13 +182,13 @@ class RequestPool:
         with self._lock:
             if self._closed:
                 raise ClosedError("the model is closed: it takes no more work")
+            if job.pinned is not None:
+                return self._submit_pinned(job, job.pinned)
             if self._idle:
                 slot = self._idle.pop()
                 self._assign(slot, job)
-                self._stats.submitted += 1
-                if self._watchdog_napping:
-                    self._watchdog_napping = False
-                    self._kick.set()
+                self._stats.submitted += job.inputs is not None
+                self._wake_watchdog()
                 return slot
             if self._max_queue is not None and self._queued >= self._max_queue:
                 self._stats.rejected += 1
@@ -165,20 +198,69 @@ class RequestPool:
                 )
             self._queue.append(job)
             self._queued += 1
-            self._stats.submitted += 1
+            self._stats.submitted += job.inputs is not None
             return None
+
+    def _submit_pinned(self, job: _Job, slot: _Slot) -> _Slot | None:
+        """``_submit`` to a reserved slot (caller holds the lock): run now, or after its queue."""
+        if slot.queue is None or slot.returning:
+            raise ClosedError("the session has ended: its request went back to the pool")
+        self._stats.submitted += 1
+        if slot.job is None:
+            self._assign(slot, job)
+            self._wake_watchdog()
+            return slot
+        slot.queue.append(job)
+        self._queued += 1
+        return None
+
+    async def settle(self, slot: _Slot) -> None:
+        """Wait until reserved ``slot`` runs no job and has none queued (a job given up on the
+        device finishes first)."""
+        self._bridge.check()
+        while slot.job is not None or any(j.state == QUEUED for j in slot.queue or ()):
+            waiter = self._bridge.future()
+            self._settle_waiters.append(waiter)
+            await waiter
+
+    def unreserve(self, slot: _Slot) -> None:
+        """Give a reserved request back to the pool (any thread): at once if it is idle, else once
+        the jobs already given to it are over."""
+        with self._lock:
+            if slot.queue is None:
+                return
+            if slot.job is not None or slot.queue:
+                slot.returning = True
+                return
+            _unreserved(slot)
+            nxt = self._next_queued()
+            if nxt is not None:
+                self._assign(slot, nxt)
+            else:
+                self._idle.append(slot)
+        if nxt is not None:
+            self._start(slot, nxt)
+
+    def _wake_watchdog(self) -> None:
+        """Caller holds the lock: a job starts, the watchdog must poll again."""
+        if self._watchdog_napping:
+            self._watchdog_napping = False
+            self._kick.set()
 
     def _cancel(self, job: _Job) -> None:
         """The caller gave up: drop a queued job, cancel a running one on the device, discard a
-        finished one's outcome."""
+        finished one's outcome. A session's job given up after it started leaves the session's
+        state unknown: its slot is tainted."""
         with self._lock:
             state = job.state
             if state in (DONE, CANCELLED):
                 return
             job.state = CANCELLED
-            self._stats.cancelled += 1
+            self._stats.cancelled += job.inputs is not None
             if state == QUEUED:
                 self._queued -= 1
+            elif job.pinned is not None:
+                job.pinned.tainted = True
             slot = job.slot
             on_device = state == RUNNING and slot is not None and slot.started
             if on_device:  # a RUNNING job is its slot's current one: under the lock it cannot move on
@@ -193,6 +275,9 @@ class RequestPool:
         now = time.perf_counter()
         stats = self._stats
         for job, outputs, error, device_ms in done:
+            if job.inputs is None:
+                self._deliver_reservation(job, outputs)  # type: ignore[arg-type]
+                continue
             if job.state == CANCELLED or job.future.done():
                 continue
             job.state = DONE
@@ -203,12 +288,23 @@ class RequestPool:
                 stats.completed += 1
                 stats.device_ms.append(device_ms)
                 stats.await_ms.append((now - job.t_submit) * 1e3)
-                job.future.set_result(outputs)  # type: ignore[arg-type]
+                job.future.set_result(outputs)
+        settled, self._settle_waiters = self._settle_waiters, []
+        for waiter in settled:  # each checks its slot again
+            if not waiter.done():
+                waiter.set_result(None)
         if self._idle_waiters and self._is_idle():
             for waiter in self._idle_waiters:
                 if not waiter.done():
                     waiter.set_result(None)
             self._idle_waiters.clear()
+
+    def _deliver_reservation(self, job: _Job, slot: _Slot) -> None:
+        if job.state == CANCELLED or job.future.done():
+            self.unreserve(slot)  # the caller gave up (or timed out) meanwhile
+            return
+        job.state = DONE
+        job.future.set_result(slot)
 
     def stats(self) -> Stats:
         with self._lock:  # the counters and latencies are the loop's own: only these need the lock
@@ -219,11 +315,12 @@ class RequestPool:
     def busy_requests(self) -> int:
         """Requests not idle, including those finishing a cancelled job."""
         with self._lock:
-            return len(self._slots) - len(self._idle)
+            return sum(s.job is not None for s in self._slots)
 
     def _is_idle(self) -> bool:
+        """No job queued, running or undelivered (a session's reserved request may be idle too)."""
         with self._lock:
-            return len(self._idle) == len(self._slots) and not self._done
+            return not self._done and not self._queued and all(s.job is None for s in self._slots)
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Take no more work; let queued and running jobs finish (up to ``timeout`` seconds), then
@@ -270,7 +367,8 @@ class RequestPool:
 
     def _abort_all(self) -> None:
         with self._lock:
-            pending = [j for j in self._queue if j.state == QUEUED]
+            queues = [self._queue, *(s.queue for s in self._slots if s.queue is not None)]
+            pending = [j for queue in queues for j in queue if j.state == QUEUED]
             pending += [s.job for s in self._slots if s.job is not None and s.job.state == RUNNING]
         for job in pending:
             if not job.future.done():
@@ -288,6 +386,9 @@ class RequestPool:
         job.state = RUNNING
 
     def _start(self, slot: _Slot, job: _Job) -> None:
+        if job.inputs is None:
+            self._reserve(slot, job)
+            return
         gen = slot.gen
         try:
             self._set_inputs(slot.request, job.inputs)
@@ -303,6 +404,20 @@ class RequestPool:
                 slot.request.cancel()
         if cancelled:
             self._kick.set()
+
+    def _reserve(self, slot: _Slot, job: _Job) -> None:
+        """``slot`` was assigned to a reservation: it becomes the session's, handed to the loop."""
+        with self._lock:
+            if slot.job is not job:
+                return
+            slot.job, slot.started, job.slot = None, False, None
+            slot.queue = deque()
+            if job.state == RUNNING:
+                job.state = FINISHED
+            self._done.append((job, slot, None, 0.0))  # type: ignore[arg-type]
+            wake = len(self._done) == 1
+        if wake:
+            self._wake()
 
     def _set_inputs(self, request: ov.InferRequest, inputs: dict[int, np.ndarray]) -> None:
         """Give the inputs to ``request`` and start it. Filling the request's tensors ourselves is
@@ -344,7 +459,7 @@ class RequestPool:
         until ``_submit`` wakes it. Returns the wait and when the pool became idle."""
         now = time.monotonic()
         with self._lock:
-            if len(self._idle) != len(self._slots):
+            if any(s.job is not None for s in self._slots):
                 idle_since = now
             self._watchdog_napping = now - idle_since > WATCH_NAP_AFTER_S
             return (WATCH_NAP_AFTER_S if self._watchdog_napping else WATCH_INTERVAL_S), idle_since
@@ -371,12 +486,11 @@ class RequestPool:
             if job.state == RUNNING:
                 job.state = FINISHED
             job.slot = None
-            nxt = self._next_queued()
+            slot.job, slot.started = None, False
+            nxt = self._next_for(slot)
             if nxt is not None:
                 self._assign(slot, nxt)
-            else:
-                slot.job = None
-                slot.started = False
+            elif not slot.reserved:
                 self._idle.append(slot)
             self._done.append((job, outputs, error, device_ms))
             wake = len(self._done) == 1
@@ -385,9 +499,23 @@ class RequestPool:
         if wake:
             self._wake()
 
+    def _next_for(self, slot: _Slot) -> _Job | None:
+        """Caller holds the lock: the next job of idle ``slot``: its session's next one, or the
+        pool's once it is not (or no more) reserved."""
+        if slot.queue is None:
+            return self._next_queued()
+        nxt = self._pop(slot.queue)
+        if nxt is None and slot.returning:
+            _unreserved(slot)
+            return self._next_queued()
+        return nxt
+
     def _next_queued(self) -> _Job | None:
-        while self._queue:
-            job = self._queue.popleft()
+        return self._pop(self._queue)
+
+    def _pop(self, queue: deque[_Job]) -> _Job | None:
+        while queue:
+            job = queue.popleft()
             if job.state == QUEUED:
                 self._queued -= 1
                 return job
@@ -397,6 +525,11 @@ class RequestPool:
         if not self._bridge.call_soon_threadsafe(self._drain):  # the loop is gone: nobody to deliver to
             with self._lock:
                 self._done.clear()
+
+
+def _unreserved(slot: _Slot) -> None:
+    """Caller holds the pool's lock: ``slot`` is no session's any more."""
+    slot.queue, slot.returning, slot.tainted = None, False, False
 
 
 def _completion_callback(pool_ref: weakref.ReferenceType[RequestPool], index: int) -> None:

@@ -24,25 +24,33 @@ import openvino as ov
 
 # a Queue's put() is Python code whose frame still holds the item after waking the reaper; SimpleQueue's is C
 _pending: queue.SimpleQueue[ov.InferRequest] = queue.SimpleQueue()
-_state = threading.Condition()  # guards _unfinished and _thread
+_state = threading.Condition(threading.RLock())  # guards _unfinished and _thread
 _unfinished = 0  # buried, not yet released
 _thread: threading.Thread | None = None
 _callback = threading.local()  # ``active`` while this thread runs one of aioinfer's OpenVINO callbacks
 
 
+def start() -> None:
+    """Start the reaper thread if it is not running. Called where requests are made, never from
+    :func:`bury`: that may run in a destructor, in the garbage collector, while this very thread
+    holds ``threading``'s own locks that starting a thread takes (a freeze)."""
+    global _thread
+    with _state:
+        if _thread is None:
+            _thread = threading.Thread(target=_reap, name="aioinfer-reaper", daemon=True)
+            _thread.start()
+
+
 def bury(owner: object, attribute: str) -> None:
     """Take the infer request ``owner.attribute`` away from ``owner`` (leaving None) and release it
-    on the reaper thread once its current job, if any, has finished.
+    on the reaper thread (see :func:`start`) once its current job, if any, has finished.
 
     Safe to call from any thread, OpenVINO's callback threads included, and from ``__del__``. The
     request passes straight from ``owner`` into the queue: no frame of this thread holds it after
     the call, so it is never destroyed here, even if the reaper is done with it at once."""
-    global _thread, _unfinished
-    with _state:
+    global _unfinished
+    with _state:  # reentrant: a collection inside this block may bury too
         _unfinished += 1
-        if _thread is None:
-            _thread = threading.Thread(target=_reap, name="aioinfer-reaper", daemon=True)
-            _thread.start()
     _pending.put(_take(owner, attribute))
 
 

@@ -1,5 +1,7 @@
-"""Shared test setup: tests/ on sys.path for ``models``; every async test fails on loop errors;
-``pytestmark = pytest.mark.anyio`` in a module runs its async tests on asyncio, uvloop and trio."""
+"""Shared test setup: tests/ on sys.path for ``models``; every async test fails on loop errors.
+
+Async tests and fixtures run on anyio's pytest plugin (``anyio_mode = "auto"``): on asyncio, or on
+asyncio, uvloop and trio for a test marked ``pytest.mark.anyio`` (``pytestmark`` in a module)."""
 
 import asyncio
 import gc
@@ -20,10 +22,23 @@ BACKENDS = [
 ]
 
 
-@pytest.fixture(params=BACKENDS)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict]:
-    """The backends a module marked ``pytest.mark.anyio`` runs on (anyio's pytest plugin)."""
-    return request.param
+@pytest.fixture(scope="module")
+def anyio_backend() -> tuple[str, dict]:
+    """The backend an async test runs on (anyio's pytest plugin runs them all, ``anyio_mode =
+    "auto"``): asyncio, unless the test or its module is marked ``pytest.mark.anyio``."""
+    return ("asyncio", {})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``pytest.mark.anyio`` run on asyncio, uvloop and trio (unless they choose)."""
+    if (
+        "anyio_backend" not in metafunc.fixturenames
+        or metafunc.definition.get_closest_marker("anyio") is None
+    ):
+        return
+    if any("anyio_backend" in m.args[0] for m in metafunc.definition.iter_markers("parametrize")):
+        return
+    metafunc.parametrize("anyio_backend", BACKENDS, scope="module")
 
 
 @pytest.fixture

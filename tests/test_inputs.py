@@ -3,17 +3,20 @@ and the specific error each kind of bad input gets, failing only its own call un
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import models
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 import pytest
+from concurrency import gather
 
 import aioinfer
+
+pytestmark = pytest.mark.anyio
 
 
 def pair(i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +53,7 @@ FORMS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
 @pytest.mark.parametrize("form", FORMS)
 async def test_two_inputs_every_way_concurrently(two_by_two: aioinfer.AsyncModel, form: str) -> None:
     jobs = [pair(i) for i in range(200)]
-    outs = await asyncio.gather(*(two_by_two.infer(FORMS[form](a, b)) for a, b in jobs))
+    outs = await gather(*(two_by_two.infer(FORMS[form](a, b)) for a, b in jobs))
     for (a, b), out in zip(jobs, outs, strict=True):
         assert_sum_prod(out, a, b)
 
@@ -60,7 +63,7 @@ async def test_dynamic_shapes_vary_between_concurrent_calls() -> None:
     shapes = [(int(rng.integers(1, 9)), int(rng.integers(1, 33))) for _ in range(300)]
     xs = [rng.integers(-50, 50, size=s).astype(np.float32) for s in shapes]  # integer sums are exact
     async with aioinfer.load(models.dynamic_sum(), device="CPU", config=models.EXACT) as model:
-        outs = await asyncio.gather(*(model.infer(x) for x in xs))
+        outs = await gather(*(model.infer(x) for x in xs))
     assert len({x.shape for x in xs}) > 100
     for x, out in zip(xs, outs, strict=True):
         assert out["s"].shape == (x.shape[0],)
@@ -142,7 +145,7 @@ async def test_bad_inputs_fail_only_their_own_call_under_load(
         else:
             a, b = pair(i)
             jobs.append(({"a": a, "b": b}, (a, b)))
-    results = await asyncio.gather(*(two_by_two.infer(x) for x, _ in jobs), return_exceptions=True)
+    results = await gather(*(two_by_two.infer(x) for x, _ in jobs), return_exceptions=True)
     for (_, expected), result in zip(jobs, results, strict=True):
         if isinstance(expected, tuple):
             assert isinstance(result, aioinfer.Outputs), result
@@ -209,7 +212,7 @@ async def test_views_and_read_only_arrays_are_read_correctly(share_inputs: bool)
     async with aioinfer.load(
         models.linear(), device="CPU", config=models.EXACT, share_inputs=share_inputs
     ) as model:
-        outs = await asyncio.gather(*(model.infer(x) for x in views.values()))
+        outs = await gather(*(model.infer(x) for x in views.values()))
     for (name, x), out in zip(views.items(), outs, strict=True):
         np.testing.assert_array_equal(out[0], models.linear_expected(x), err_msg=name)
 
@@ -236,7 +239,9 @@ async def test_float_inputs_numpy_lacks_take_float32_exactly() -> None:
 
 
 async def test_a_compiled_model_with_a_bf16_input_refuses_arrays_instead_of_misreading_them() -> None:
-    compiled = await asyncio.to_thread(ov.Core().compile_model, bf16_and_f8_inputs(), "CPU", models.EXACT)
+    compiled = await anyio.to_thread.run_sync(
+        ov.Core().compile_model, bf16_and_f8_inputs(), "CPU", models.EXACT
+    )
     async with aioinfer.AsyncModel(compiled, device="CPU") as model:
         with pytest.raises(aioinfer.InputDtypeError, match="'a' is bf16, which numpy cannot hold"):
             await model.infer({"a": np.ones((1, 4), np.float32), "b": np.ones((1, 4), np.float32)})

@@ -12,6 +12,8 @@ import pytest
 
 import aioinfer
 
+pytestmark = pytest.mark.anyio
+
 AVAILABLE = ov.Core().available_devices
 
 

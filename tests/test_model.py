@@ -3,18 +3,21 @@ and a real pretrained model giving the same answers as OpenVINO's synchronous ca
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import models
 import numpy as np
 import openvino as ov
 import pytest
+from concurrency import gather
 
 import aioinfer
+
+pytestmark = pytest.mark.anyio
 
 
 async def test_async_with_closes_the_model() -> None:
@@ -95,7 +98,7 @@ async def test_pretrained_classifier_matches_openvinos_synchronous_call() -> Non
     expected = [reference(x)[0] for x in xs]
 
     async with aioinfer.load(path, device="CPU", config=models.EXACT) as model:
-        outs = await asyncio.gather(*(model.infer(x) for x in xs))
+        outs = await gather(*(model.infer(x) for x in xs))
         info = model.info
     assert info.inputs[0].shape == (-1, 3, -1, -1)
     assert info.outputs[0].shape == (-1, 2)
@@ -107,7 +110,7 @@ async def test_pretrained_classifier_matches_openvinos_synchronous_call() -> Non
 
 async def test_infer_in_two_halves_adapt_anywhere_then_run_adapted(linear_model) -> None:
     x = np.arange(8, dtype=np.float64).reshape(2, 4)
-    arrays = await asyncio.to_thread(linear_model.adapt, x)  # checked and converted off the loop
+    arrays = await anyio.to_thread.run_sync(linear_model.adapt, x)  # checked and converted off the loop
     assert list(arrays) == [0] and arrays[0].dtype == np.float32
     assert linear_model.stats().submitted == 0  # adapting runs nothing
     out = await linear_model.run_adapted(arrays)

@@ -3,13 +3,14 @@ into them, they are writable, and no two results share memory)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import models
 import numpy as np
 import pytest
+from concurrency import gather
 
 import aioinfer
+
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ async def test_unknown_output_name_lists_the_names(neg_square: aioinfer.AsyncMod
 
 async def test_every_output_by_name_under_concurrency(neg_square: aioinfer.AsyncModel) -> None:
     xs = [np.arange(i % 9 + 1, dtype=np.float32) - i for i in range(300)]
-    outs = await asyncio.gather(*(neg_square.infer(x) for x in xs))
+    outs = await gather(*(neg_square.infer(x) for x in xs))
     for x, out in zip(xs, outs, strict=True):
         np.testing.assert_array_equal(out["neg"], -x)
         np.testing.assert_array_equal(out["sq"], x * x)
@@ -53,9 +54,9 @@ async def test_every_output_by_name_under_concurrency(neg_square: aioinfer.Async
 async def test_earlier_results_survive_many_later_jobs() -> None:
     async with aioinfer.load(models.linear(), device="CPU", config=models.EXACT, num_requests=2) as model:
         first_xs = [np.full((1, 4), i, np.float32) for i in range(50)]
-        kept = await asyncio.gather(*(model.infer(x) for x in first_xs))
+        kept = await gather(*(model.infer(x) for x in first_xs))
         snapshots = [out[0].copy() for out in kept]
-        later = await asyncio.gather(*(model.infer(np.full((1, 4), -i, np.float32)) for i in range(2000)))
+        later = await gather(*(model.infer(np.full((1, 4), -i, np.float32)) for i in range(2000)))
     for x, out, snapshot in zip(first_xs, kept, snapshots, strict=True):
         np.testing.assert_array_equal(out[0], snapshot)
         np.testing.assert_array_equal(out[0], models.linear_expected(x))
@@ -64,7 +65,7 @@ async def test_earlier_results_survive_many_later_jobs() -> None:
 
 async def test_results_are_writable_and_share_no_memory(neg_square: aioinfer.AsyncModel) -> None:
     x = np.arange(4, dtype=np.float32)
-    outs = await asyncio.gather(*(neg_square.infer(x) for _ in range(20)))
+    outs = await gather(*(neg_square.infer(x) for _ in range(20)))
     arrays = [a for out in outs for a in out]
     for i, a in enumerate(arrays):
         assert a.flags.writeable

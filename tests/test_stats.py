@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import deque
 
 import models
 import numpy as np
+import pytest
+from concurrency import gather
 
 import aioinfer
 from aioinfer._stats import Latency
+
+pytestmark = pytest.mark.anyio
 
 
 async def test_a_fresh_model_has_zero_counters_and_no_percentiles() -> None:
@@ -47,7 +50,7 @@ async def test_timeouts_count_as_cancelled_and_in_flight_never_exceeds_requests(
         x = np.ones((1, 3, size, size), np.float32)
         # the last five wait behind 25 jobs: a zero timeout expires while they are queued
         calls = [model.infer(x, timeout=0 if i >= 25 else None) for i in range(30)]
-        results = await asyncio.gather(*calls, return_exceptions=True)
+        results = await gather(*calls, return_exceptions=True)
         stats = model.stats()
     timed_out = sum(isinstance(r, aioinfer.InferTimeout) for r in results)
     served = sum(isinstance(r, aioinfer.Outputs) for r in results)
