@@ -3,18 +3,18 @@ and the probe that shows whether batching leaves a model's answers unchanged."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import numpy as np
 import openvino as ov
 from anyio.abc import AsyncResource
 
+from . import _bridge, _spawn
 from ._checks import check_positive, deprecated_ms
 from ._errors import (
     AioInferError,
@@ -26,9 +26,9 @@ from ._errors import (
     QueueFull,
 )
 from ._inputs import InputAdapter, Inputs, TensorInfo
-from ._model import AsyncModel
+from ._model import ModelInfo
 from ._outputs import Outputs
-from ._runner import Arrays
+from ._runner import Arrays, Runner
 
 PROBE_ROWS = 3  # rows in the probe's batch (fewer if the model takes fewer)
 PROBE_DIM = 64  # length of a dynamic non-batch dimension in the probe's inputs (conv nets need some)
@@ -38,15 +38,30 @@ PROBE_DIM = 64  # length of a dynamic non-batch dimension in the probe's inputs 
 TOLERANCE = {"f64": 1e-9, "f32": 1e-4, "f16": 1e-2, "bf16": 5e-2, "f8e4m3": 0.25, "f8e5m2": 0.5}
 
 
-class _Item:
-    __slots__ = ("arrays", "future", "key", "size", "t_arrival")
+class BatchableModel(Runner, Protocol):
+    """What a :class:`Batcher` batches: a ``Runner`` (``adapt``, ``run_adapted``) with the model's
+    ``info``, such as an :class:`~aioinfer.AsyncModel` or a remote model. One that also has an
+    OpenVINO ``compiled`` model gives the batcher the bounds of its dynamic dimensions."""
 
-    def __init__(self, arrays: dict[int, np.ndarray], future: asyncio.Future[Outputs]) -> None:
+    @property
+    def info(self) -> ModelInfo: ...
+
+
+class _Item:
+    __slots__ = ("arrays", "future", "gone", "key", "size", "t_arrival")
+
+    def __init__(self, arrays: dict[int, np.ndarray], future: _bridge.Future[Outputs]) -> None:
         self.arrays = arrays
         self.size = _batch_size(arrays)
         self.key = tuple((a.shape[1:], a.dtype.str) for _, a in sorted(arrays.items()))
         self.future = future
+        self.gone = False  # its caller no longer waits (answered, cancelled or timed out)
         self.t_arrival = time.perf_counter()
+
+    @property
+    def live(self) -> bool:
+        """Its caller still waits for an outcome."""
+        return not (self.gone or self.future.done())
 
 
 class Batcher(AsyncResource):
@@ -59,9 +74,10 @@ class Batcher(AsyncResource):
     to ``N`` rows (``max_batch_size`` is capped at ``N``, as at the upper bound of a bounded
     dynamic batch dimension such as ``[1..N, ...]``).
 
-    A call that is cancelled or times out leaves the batch it joined running for the others. An
-    input that does not fit the model fails only its own call (an :class:`InputError`); if a whole
-    batch fails on the device, its calls are retried one by one so only the faulty one fails.
+    A call that is cancelled (a task's ``cancel()``, a cancel scope such as ``anyio.move_on_after``)
+    or times out leaves the batch it joined running for the others. An input that does not fit the
+    model fails only its own call (an :class:`InputError`); if a whole batch fails on the device,
+    its calls are retried one by one so only the faulty one fails.
     ``max_queue``: how many calls may wait, accepted and not yet running on the device (here:
     waiting to join a batch), before the next is refused at once with :class:`QueueFull`; ``None``:
     no bound.
@@ -73,14 +89,18 @@ class Batcher(AsyncResource):
     per input row rather than hand out wrong rows. ``await Batcher.checked(model)`` proves the rest
     with a probe first.
 
-    Use it in the event loop the model was loaded in; ``async with Batcher(model) as b`` or
-    ``await b.aclose()`` when done (the model itself stays open). Like the model, it offers the two
-    halves of ``infer``, :meth:`adapt` and :meth:`run_adapted` (the internal ``_runner.Runner``).
+    ``model``: an :class:`~aioinfer.AsyncModel`, a remote model, or any runner with ``info``,
+    ``adapt`` and ``run_adapted`` (:class:`BatchableModel`). Works under asyncio, uvloop and trio;
+    make and use it in one event loop (or ``trio.run``), the model's: from another, it raises
+    :class:`EventLoopError`. ``async with Batcher(model) as b`` or ``await b.aclose()`` when done
+    (the model itself stays open); between bursts of calls it keeps no background task. Like the
+    model, it offers the two halves of ``infer``, :meth:`adapt` and :meth:`run_adapted` (the
+    internal ``_runner.Runner``).
     """
 
     def __init__(
         self,
-        model: AsyncModel,
+        model: BatchableModel,
         *,
         max_batch_size: int = 8,
         max_delay: float = 0.002,
@@ -92,8 +112,10 @@ class Batcher(AsyncResource):
         max_delay = deprecated_ms("max_delay", max_delay, max_delay_ms)  # max_delay_ms: deprecated
         check_positive("max_delay", max_delay, zero=True)  # NaN or inf would hang a batch
         self.model = model
-        self._fixed = _batch_dimension(model)
-        self.max_batch_size = min(max_batch_size, self._fixed or _max_rows(model) or max_batch_size)
+        self._bridge = _bridge.current()
+        self._fixed = _batch_dimension(model.info)
+        shapes = _input_shapes(model)
+        self.max_batch_size = min(max_batch_size, self._fixed or _max_rows(shapes) or max_batch_size)
         if self.max_batch_size < 2 <= max_batch_size:
             raise NotBatchableError(
                 f"model {model.info.name!r} takes one row per inference: nothing to batch"
@@ -104,31 +126,33 @@ class Batcher(AsyncResource):
         self._on_batch = on_batch
         # a dynamic batch dimension: the model's own checks already let a call bring any rows
         self._adapter: Callable[[Inputs], Arrays] = (
-            model.adapt if self._fixed is None else _relaxed_adapter(model)
+            model.adapt if self._fixed is None else _relaxed_adapter(model.info.inputs, shapes)
         )
         self._pending: deque[_Item] = deque()
-        self._arrived = asyncio.Event()
-        self._free = asyncio.Semaphore(model.info.num_requests)  # batches on the device at once
-        self._running: set[asyncio.Task[None]] = set()
-        self._collector: asyncio.Task[None] | None = None
+        self._limit = model.info.num_requests  # batches on the device at once
+        self._running = 0  # batches started and not finished
+        self._gathering = False  # a collector takes the calls that arrive
+        self._collectors = 0  # collectors alive: the gathering one, others finishing their batches
+        self._wakeup: _bridge.Future[None] | None = None  # the gathering collector's sleep
+        self._stopped: list[_bridge.Future[None]] = []  # aclose() callers waiting for the collectors
         self._closed = False
         self.batches = 0  # batches run so far
         self.items = 0  # calls served by them
 
     @classmethod
-    async def checked(cls, model: AsyncModel, **options: Any) -> Batcher:
+    async def checked(cls, model: BatchableModel, **options: Any) -> Batcher:
         """A ``Batcher(model, **options)`` once a probe has shown that batching leaves the model's
         answers unchanged; else :class:`NotBatchableError` saying why.
 
         The probe makes random inputs of the model's dtypes (uniform in [0, 1) for floats, small
         distinct integers per row; ``PROBE_DIM`` for a dynamic non-batch dimension), runs a batch
-        of up to ``PROBE_ROWS`` rows and each row alone through ``model.infer`` (those few
-        inferences count in ``model.stats()``; nothing else about the model changes), and requires
-        every output to keep one row per input row and each batched row to equal the row alone:
+        of up to ``PROBE_ROWS`` rows and each row alone through the model (those few inferences
+        count in ``model.stats()``; nothing else about the model changes), and requires every
+        output to keep one row per input row and each batched row to equal the row alone:
         exactly for integer outputs, within ``TOLERANCE`` of the output's magnitude for the lowest
-        float precision the model was compiled in. A probe the model fails to run means not
-        batchable. Making the inputs and comparing the outputs run off the event loop; ``basis``
-        tells what the probe showed.
+        float precision the model computes in (``model.info.precision``). A probe the model fails
+        to run means not batchable. Making the inputs and comparing the outputs run off the event
+        loop; ``basis`` tells what the probe showed.
         """
         batcher = cls(model, **options)
         batcher.basis = await batcher._probe()
@@ -137,19 +161,20 @@ class Batcher(AsyncResource):
     async def _probe(self) -> str:
         """Run the probe of :meth:`checked`; return what it showed or raise NotBatchableError."""
         count = min(PROBE_ROWS, self.max_batch_size)
-        pshapes = [p.get_partial_shape() for p in self.model.compiled.inputs]
-        rows = await anyio.to_thread.run_sync(_probe_rows, self.model.info.inputs, pshapes, count)
+        model = self.model
+        shapes = _input_shapes(model)
+        rows = await anyio.to_thread.run_sync(_probe_rows, model.info.inputs, shapes, count)
         batch = {i: _stack([a], self._rows(count)) for i, a in rows.items()}
         alone = [{i: _stack([a[r : r + 1]], self._rows(1)) for i, a in rows.items()} for r in range(count)]
         try:  # one after another: a probe must not fill the model's queue
-            results = [await self.model.infer(x) for x in (batch, *alone)]
+            results = [await model.run_adapted(model.adapt(x)) for x in (batch, *alone)]
         except ClosedError:
             raise
         except AioInferError as exc:
             raise NotBatchableError(
                 f"the probe's inference failed ({type(exc).__name__}: {exc}): batching is not shown safe"
             ) from exc
-        tolerance = _tolerance(self.model.info.precision)
+        tolerance = _tolerance(model.info.precision)
         return await anyio.to_thread.run_sync(
             lambda: _compare(results[0], results[1:], self._rows, tolerance)
         )
@@ -161,13 +186,14 @@ class Batcher(AsyncResource):
     @property
     def pending(self) -> int:
         """Calls waiting to join a batch."""
-        return sum(1 for item in self._pending if not item.future.done())
+        return sum(1 for item in self._pending if item.live)
 
     async def infer(self, inputs: Inputs, *, timeout: float | None = None) -> Outputs:
         """Run ``inputs`` (leading batch dimension included) as part of a batch; return its own outputs.
 
         Raises like :meth:`AsyncModel.infer`: :class:`InputError` for inputs that do not fit,
-        :class:`QueueFull`, :class:`InferTimeout` after ``timeout`` seconds, :class:`ClosedError`.
+        :class:`QueueFull`, :class:`InferTimeout` after ``timeout`` seconds, :class:`ClosedError`,
+        :class:`EventLoopError` from another event loop.
         """
         self._admit()  # before converting: a refused call costs nothing
         return await self._submit(self._adapter(inputs), timeout)
@@ -184,6 +210,7 @@ class Batcher(AsyncResource):
         return await self._submit(arrays, timeout)
 
     def _admit(self) -> None:
+        self._bridge.check("this batcher", "made")
         if self._closed:
             raise ClosedError("the batcher is closed: it takes no more work")
         if self.max_queue is not None and self.pending >= self.max_queue:
@@ -192,63 +219,98 @@ class Batcher(AsyncResource):
             )
 
     async def _submit(self, arrays: dict[int, np.ndarray], timeout: float | None) -> Outputs:
-        item = _Item(arrays, asyncio.get_running_loop().create_future())
+        item = _Item(arrays, self._bridge.future())
         if self._fixed is not None and item.size > self._fixed:
             raise InputShapeError(f"the model takes at most {self._fixed} rows per call, got {item.size}")
         self._pending.append(item)
-        self._arrived.set()
-        if self._collector is None:
-            self._collector = asyncio.create_task(self._collect(), name="aioinfer-batcher")
+        self._wake()
+        if not self._gathering:
+            self._gathering = True
+            self._collectors += 1
+            collector = _spawn.spawn(self._bridge, self._collect)
+            _COLLECTORS.add(collector)
+            collector.add_done_callback(_COLLECTORS.discard)
         try:
-            with anyio.fail_after(timeout):
-                return await asyncio.shield(item.future)
-        except TimeoutError:
-            raise InferTimeout(f"inference did not finish within {timeout:g} s") from None
+            if timeout is None:
+                return await item.future
+            with anyio.move_on_after(timeout):
+                return await item.future
+            raise InferTimeout(f"inference did not finish within {timeout:g} s")
         finally:
-            item.future.cancel()  # no-op once it has a result; otherwise the batch skips it
+            item.gone = True  # a batch that has not run yet skips it
+
+    # -- the collector: a background task while calls wait or batches run ----------------------
 
     async def _collect(self) -> None:
+        """Gather waiting calls into batches and start each (at most ``num_requests`` at once) until
+        no call waits and no batch runs; then end (a later call starts another collector)."""
+        try:
+            async with anyio.create_task_group() as batches:
+                while await self._ready():
+                    batch = await self._gather()
+                    self._running += 1
+                    batches.start_soon(self._run, batch)
+        finally:
+            self._collectors -= 1
+            if not self._collectors:
+                for waiter in self._stopped:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                self._stopped.clear()
+
+    async def _ready(self) -> bool:
+        """True once a call waits and a request is free for its batch; False, and the collector takes
+        no more calls, once no call waits and no batch runs."""
         while True:
-            await self._free.acquire()
-            batch = await self._gather()
-            task = asyncio.create_task(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            waiting = self._take_live_head()
+            if waiting and self._running < self._limit:
+                return True
+            if not waiting and not self._running:
+                self._gathering = False
+                return False
+            await self._sleep()
 
     async def _gather(self) -> list[_Item]:
-        """Wait for a first live call, then for others with the same trailing shapes, up to the deadline."""
-        while not self._take_live_head():
-            self._arrived.clear()
-            await self._arrived.wait()
+        """The first waiting call and the others with its trailing shapes that join it until the
+        batch is full, ``max_delay`` after it arrived, or the batcher closes; a caller that leaves
+        meanwhile gives its place back."""
         first = self._pending.popleft()
-        batch, size = [first], first.size
-        deadline = first.t_arrival + self.max_delay
-        while size < self.max_batch_size:
-            joined = self._join(batch, size, first.key)
-            size += joined
+        batch, key, deadline = [first], first.key, first.t_arrival + self.max_delay
+        while True:
+            batch = [item for item in batch if item.live]
+            size = sum(item.size for item in batch)
+            size += self._join(batch, size, key)
             remaining = deadline - time.perf_counter()
-            if size >= self.max_batch_size or remaining <= 0:
-                break
-            if not joined:
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), remaining)
-                except asyncio.TimeoutError:
-                    self._join(batch, size, first.key)
-                    break
-        return batch
+            if size >= self.max_batch_size or remaining <= 0 or self._closed or not batch:
+                return batch
+            with anyio.move_on_after(remaining):
+                await self._sleep()
+
+    async def _sleep(self) -> None:
+        """Wait until a call arrives or a batch ends."""
+        self._wakeup = waiter = self._bridge.future()
+        try:
+            await waiter
+        finally:
+            if self._wakeup is waiter:
+                self._wakeup = None
+
+    def _wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _take_live_head(self) -> bool:
-        while self._pending and self._pending[0].future.done():
+        while self._pending and not self._pending[0].live:
             self._pending.popleft()
         return bool(self._pending)
 
     def _join(self, batch: list[_Item], size: int, key: tuple[object, ...]) -> int:
-        """Move waiting calls that fit into ``batch``, drop finished ones; return how many rows joined."""
+        """Move waiting calls that fit into ``batch``, drop departed ones; return how many rows joined."""
         joined = 0
         keep: deque[_Item] = deque()
         for item in self._pending:
-            if item.future.done():
+            if not item.live:
                 continue
             if item.key == key and size + joined + item.size <= self.max_batch_size:
                 batch.append(item)
@@ -260,20 +322,21 @@ class Batcher(AsyncResource):
 
     async def _run(self, batch: list[_Item]) -> None:
         try:
-            live = [item for item in batch if not item.future.done()]
+            live = [item for item in batch if item.live]
             if live:
                 await self._infer_batch(live)
         finally:
-            self._free.release()
+            self._running -= 1
+            self._wake()
 
     async def _infer_batch(self, items: list[_Item]) -> None:
         sizes = [item.size for item in items]
         total = sum(sizes)
         rows = self._rows(total)
-        # the arrays were checked and converted by self.adapt; a batch of them has the model's
-        # trailing shapes and dtypes, and rows within its batch dimension (padded if fixed)
-        inputs = {i: _stack([item.arrays[i] for item in items], rows) for i in items[0].arrays}
         try:
+            # the arrays were checked and converted by self.adapt; a batch of them has the model's
+            # trailing shapes and dtypes, and rows within its batch dimension (padded if fixed)
+            inputs = {i: _stack([item.arrays[i] for item in items], rows) for i in items[0].arrays}
             outputs = await self.model.run_adapted(inputs)
             _check_rows(outputs, rows)
             # counted once it ran: a batch retried call by call below counts only its calls' runs
@@ -285,8 +348,10 @@ class Batcher(AsyncResource):
             if len(items) == 1:
                 _fail(items[0], exc)
             else:  # find the call the device chokes on: only it fails
-                live = [item for item in items if not item.future.done()]
-                await asyncio.gather(*(self._infer_batch([item]) for item in live))
+                async with anyio.create_task_group() as alone:
+                    for item in items:
+                        if item.live:
+                            alone.start_soon(self._infer_batch, [item])
             return
         except Exception as exc:  # NotBatchableError too: not retried, no call can get its own rows
             for item in items:
@@ -294,62 +359,74 @@ class Batcher(AsyncResource):
             return
         offset = 0
         for item, n in zip(items, sizes, strict=True):
-            if not item.future.done():
+            if item.live:
                 item.future.set_result(outputs.rows(offset, offset + n))
             offset += n
 
     async def aclose(self) -> None:
-        """Take no more calls, finish those waiting and running, then stop. Idempotent."""
+        """Take no more calls, finish those waiting (at once: no company can come any more) and
+        running, then stop: no background task of the batcher is left. Idempotent."""
+        self._bridge.check("this batcher", "made")
         self._closed = True
-        while True:
-            waiting: list[asyncio.Future[Any]] = [*self._running]
-            waiting += [item.future for item in self._pending if not item.future.done()]
-            if not waiting:
-                break
-            await asyncio.wait(waiting)
-        if self._collector is not None:
-            self._collector.cancel()
-            await asyncio.gather(self._collector, return_exceptions=True)
-            self._collector = None
+        self._wake()
+        if self._collectors:
+            waiter = self._bridge.future()
+            self._stopped.append(waiter)
+            await waiter
 
     def __repr__(self) -> str:
         limits = f"max_batch_size={self.max_batch_size} max_delay={self.max_delay:g}"
         return f"<Batcher {limits} on {self.model!r}>"
 
 
-def _batch_dimension(model: AsyncModel) -> int | None:
+_COLLECTORS: set[_spawn.Task] = set()  # held while they run: asyncio keeps only weak references
+
+
+def _batch_dimension(info: ModelInfo) -> int | None:
     """The model's fixed batch size, ``None`` if dynamic; NotBatchableError if it has no usable batch
     dimension."""
-    ports = (*model.info.inputs, *model.info.outputs)
-    if any(not info.shape for info in ports):
+    ports = (*info.inputs, *info.outputs)
+    if any(not port.shape for port in ports):
         raise NotBatchableError(
-            f"model {model.info.name!r} has an input or output without a leading batch dimension"
+            f"model {info.name!r} has an input or output without a leading batch dimension"
         )
-    dims = {info.shape[0] for info in ports if info.shape}
+    dims = {port.shape[0] for port in ports if port.shape}
     fixed = dims - {-1}
-    if len(fixed) > 1 or (fixed and -1 in {i.shape[0] for i in model.info.inputs if i.shape}):
+    if len(fixed) > 1 or (fixed and -1 in {i.shape[0] for i in info.inputs if i.shape}):
         raise NotBatchableError(
-            f"model {model.info.name!r} has inconsistent leading dimensions {sorted(dims)}: its outputs "
+            f"model {info.name!r} has inconsistent leading dimensions {sorted(dims)}: its outputs "
             "do not keep the inputs' batch dimension"
         )
     return fixed.pop() if fixed else None
 
 
-def _max_rows(model: AsyncModel) -> int | None:
+def _input_shapes(model: BatchableModel) -> list[ov.PartialShape]:
+    """Each input's shape: the OpenVINO compiled model's, with the bounds of dynamic dimensions that
+    only it knows, when ``model`` has one (an AsyncModel); else ``model.info``'s (``-1``: any)."""
+    compiled = getattr(model, "compiled", None)
+    if isinstance(compiled, ov.CompiledModel):
+        return [port.get_partial_shape() for port in compiled.inputs]
+    return [
+        ov.PartialShape.dynamic() if info.shape is None else ov.PartialShape(list(info.shape))
+        for info in model.info.inputs
+    ]
+
+
+def _max_rows(shapes: Sequence[ov.PartialShape]) -> int | None:
     """The smallest upper bound of the inputs' batch dimensions, ``None`` if they are unbounded."""
-    bounds = [p.get_partial_shape()[0].get_max_length() for p in model.compiled.inputs]
+    bounds = [shape[0].get_max_length() for shape in shapes]
     return min((b for b in bounds if b > 0), default=None)
 
 
-def _relaxed_adapter(model: AsyncModel) -> InputAdapter:
+def _relaxed_adapter(inputs: Sequence[TensorInfo], shapes: Sequence[ov.PartialShape]) -> InputAdapter:
     """The model's input checks with the batch dimension left free (a call brings any number of rows)."""
-    infos, shapes = [], []
-    for port, info in zip(model.compiled.inputs, model.info.inputs, strict=True):
-        pshape = ov.PartialShape(port.get_partial_shape())
+    infos, relaxed = [], []
+    for info, shape in zip(inputs, shapes, strict=True):
+        pshape = ov.PartialShape(shape)
         pshape[0] = ov.Dimension()
-        shapes.append(pshape)
+        relaxed.append(pshape)
         infos.append(dataclasses.replace(info, shape=(-1, *info.shape[1:])) if info.shape else info)
-    return InputAdapter(infos, shapes)
+    return InputAdapter(infos, relaxed)
 
 
 def _batch_size(arrays: dict[int, np.ndarray]) -> int:
@@ -370,7 +447,7 @@ def _stack(parts: list[np.ndarray], rows: int) -> np.ndarray:
 
 
 def _fail(item: _Item, exc: BaseException) -> None:
-    if not item.future.done():
+    if item.live:
         item.future.set_exception(exc)
 
 
@@ -385,12 +462,12 @@ def _check_rows(outputs: Outputs, rows: int) -> None:
 
 
 def _probe_rows(
-    inputs: Sequence[TensorInfo], pshapes: Sequence[ov.PartialShape], count: int
+    inputs: Sequence[TensorInfo], shapes: Sequence[ov.PartialShape], count: int
 ) -> dict[int, np.ndarray]:
     """``count`` random, distinct rows of every input (the same seed every time)."""
     rng = np.random.default_rng(0)
     rows: dict[int, np.ndarray] = {}
-    for i, (info, pshape) in enumerate(zip(inputs, pshapes, strict=True)):
+    for i, (info, pshape) in enumerate(zip(inputs, shapes, strict=True)):
         if info.dtype is None:
             raise NotBatchableError(
                 f"the probe cannot make values of type {info.element_type} for input {info.name!r}"

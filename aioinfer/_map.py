@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import warnings
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
+import anyio
 from anyio.abc import AsyncResource
 from tqdm.auto import tqdm
 
+from . import _bridge
 from ._errors import FrameError, ItemCancelledError
 from ._sources import Frame, FrameSource, guard_source, source_name
+from ._spawn import Task, spawn, wait
 
 T = TypeVar("T")
 
@@ -70,30 +73,90 @@ class _End:
 class _Job:
     __slots__ = ("index", "input", "task", "timestamp_ms")
 
-    def __init__(self, index: int, timestamp_ms: float | None, input: Any, task: asyncio.Future[Any]) -> None:
+    def __init__(self, index: int, timestamp_ms: float | None, input: Any, task: Task) -> None:
         self.index = index
         self.timestamp_ms = timestamp_ms
         self.input = input
         self.task = task
 
 
+class _Wakeup:
+    """One task of the loop waiting (``await wait()``) until another part of the loop calls
+    ``wake()``; a wake-up with nobody waiting is lost, so the waiter checks again what it waits for."""
+
+    __slots__ = ("_bridge", "_future")
+
+    def __init__(self, bridge: _bridge.Bridge) -> None:
+        self._bridge = bridge
+        self._future: _bridge.Future[None] | None = None
+
+    async def wait(self) -> None:
+        future = self._future = self._bridge.future()
+        await future
+
+    def wake(self) -> None:
+        future, self._future = self._future, None
+        if future is not None and not future.done():
+            future.set_result(None)
+
+
+class _Slots:
+    """``max_in_flight``: the feeder takes a slot per item read, the consumer gives it back once the
+    item is yielded."""
+
+    __slots__ = ("_free", "_wakeup")
+
+    def __init__(self, bridge: _bridge.Bridge, slots: int) -> None:
+        self._free = slots
+        self._wakeup = _Wakeup(bridge)
+
+    async def acquire(self) -> None:
+        while not self._free:
+            await self._wakeup.wait()
+        self._free -= 1
+
+    def release(self) -> None:
+        self._free += 1
+        self._wakeup.wake()
+
+
+class _Results:
+    """The results for the consumer, in the order they are put (jobs, then the end)."""
+
+    __slots__ = ("_items", "_wakeup")
+
+    def __init__(self, bridge: _bridge.Bridge) -> None:
+        self._items: deque[_Job | _End] = deque()
+        self._wakeup = _Wakeup(bridge)
+
+    def put_nowait(self, item: _Job | _End) -> None:
+        self._items.append(item)
+        self._wakeup.wake()
+
+    async def get(self) -> _Job | _End:
+        while not self._items:
+            await self._wakeup.wait()
+        return self._items.popleft()
+
+
 class _State:
     """Everything the feeder task and the iterator share. Holds no reference to the iterator, so
-    dropping the iterator (``break`` out of ``async for``) lets it cancel the work at once."""
+    dropping the iterator (``break`` out of ``async for``) lets it cancel the work at once.
+    ``fn`` is what runs on each item (its own task, per item)."""
 
     def __init__(
         self, fn: Callable[[Any], Awaitable[Any]], items: Any, max_in_flight: int, ordered: bool
     ) -> None:
-        self.loop = asyncio.get_running_loop()
+        self.bridge = _bridge.current()
         self.fn = fn
         self.items = items
         self.ordered = ordered
-        self.slots = asyncio.Semaphore(max_in_flight)
-        self.results: asyncio.Queue[_Job | _End] = asyncio.Queue()
-        self.running: set[asyncio.Future[Any]] = set()
+        self.slots = _Slots(self.bridge, max_in_flight)
+        self.results = _Results(self.bridge)
+        self.running: set[Task] = set()
         self.source_done = False
         self.source_error: BaseException | None = None
-        self.feeder: asyncio.Task[None] | None = None
+        self.feeder: Task | None = None
         self.stop_requested = False  # the feeder was told to read no more (a CancelledError is ours)
         self.draining = False  # ... by stop(): the jobs in flight are still yielded
         self.read = self.inferred = self.failed = 0
@@ -103,21 +166,16 @@ class _State:
         """Start the job of one item read from the source: ``fn(item)``, ``fn(frame.image)`` for a
         Frame; for a frame the source could not read (its FrameError), a job failed with that error."""
         if isinstance(item, FrameError):
-            job = _Job(item.index, None, None, self._failed(item))
+            job = _Job(item.index, None, None, spawn(self.bridge, _fail, item))
         elif isinstance(item, Frame):
-            job = _Job(item.index, item.timestamp_ms, item.image, asyncio.ensure_future(self.fn(item.image)))
+            job = _Job(item.index, item.timestamp_ms, item.image, spawn(self.bridge, self.fn, item.image))
         else:
-            job = _Job(position, None, item, asyncio.ensure_future(self.fn(item)))
+            job = _Job(position, None, item, spawn(self.bridge, self.fn, item))
         self.read += 1
         self.running.add(job.task)
         job.task.add_done_callback(lambda t: self._done(job))
         if self.ordered:
             self.results.put_nowait(job)
-
-    def _failed(self, error: BaseException) -> asyncio.Future[Any]:
-        future = self.loop.create_future()
-        future.set_exception(error)
-        return future
 
     def _done(self, job: _Job) -> None:
         self.running.discard(job.task)
@@ -141,9 +199,9 @@ class _State:
         if self.feeder is not None:
             self.feeder.cancel()
 
-    def cancel(self) -> list[asyncio.Future[Any]]:
+    def cancel(self) -> list[Task]:
         """Stop reading and cancel every job not yet yielded; returns the tasks to await."""
-        tasks: list[asyncio.Future[Any]] = list(self.running)
+        tasks: list[Task] = list(self.running)
         if self.feeder is not None:
             tasks.append(self.feeder)
         self.stop_reading(drain=False)
@@ -158,11 +216,16 @@ async def _feed(state: _State) -> None:
     waits for an end that does not come. Only once the consumer has gone does it end silently."""
     try:
         error = await guard_source(_read(state), source_name(state.items), lambda: state.stop_requested)
-    except asyncio.CancelledError:
+    except anyio.get_cancelled_exc_class():
         if not state.draining:
             raise
         error = None
     state.finish_source(error)
+
+
+async def _fail(error: BaseException) -> Any:
+    """The job of a frame the source could not read: fails with its FrameError."""
+    raise error
 
 
 async def _read(state: _State) -> None:
@@ -172,6 +235,8 @@ async def _read(state: _State) -> None:
     position = 0
     while not state.stop_requested:
         await state.slots.acquire()
+        if state.stop_requested:  # stopped while it waited (trio may wake a task it then cancels)
+            return
         try:
             item = await iterator.__anext__()
         except StopAsyncIteration:
@@ -203,10 +268,14 @@ class MapIterator(AsyncIterator[MapResult[T]], AsyncResource):
         ordered: bool,
         return_exceptions: bool,
         progress: bool,
+        on_finish: Callable[[], object] | None = None,
     ) -> None:
+        """``on_finish``: called once nothing more will be yielded (the end, an error, ``aclose``,
+        cancellation, or the iterator collected unfinished), on the loop."""
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         self._state = _State(fn, items, max_in_flight, ordered)
+        self._on_finish = on_finish
         self._return_exceptions = return_exceptions
         self._finished = False
         unit = "frame" if isinstance(items, FrameSource) else "item"
@@ -217,14 +286,15 @@ class MapIterator(AsyncIterator[MapResult[T]], AsyncResource):
 
     async def __anext__(self) -> MapResult[T]:
         state = self._state
+        state.bridge.check("this map", "made")
         if self._finished:
             raise StopAsyncIteration
         if state.feeder is None:
-            state.feeder = asyncio.ensure_future(_feed(state))
+            state.feeder = spawn(state.bridge, _feed, state)
         try:
             message = await state.results.get()
             if not isinstance(message, _End):
-                await asyncio.wait([message.task])
+                await wait([message.task])
         except BaseException:  # the consumer was cancelled
             self._finish()
             raise
@@ -256,7 +326,7 @@ class MapIterator(AsyncIterator[MapResult[T]], AsyncResource):
         output = cast(T, None) if error is not None else job.task.result()  # documented: None on error
         return MapResult(job.index, job.timestamp_ms, job.input, output, error)
 
-    def _finish(self) -> list[asyncio.Future[Any]]:
+    def _finish(self) -> list[Task]:
         """Nothing more will be yielded: cancel what is left, close the bar; returns the tasks
         cancelled (to await)."""
         self._finished = True
@@ -264,17 +334,26 @@ class MapIterator(AsyncIterator[MapResult[T]], AsyncResource):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        self._call_on_finish()
         return tasks
+
+    def _call_on_finish(self) -> None:
+        on_finish, self._on_finish = self._on_finish, None
+        if on_finish is not None:
+            on_finish()
 
     def stop(self) -> None:
         """Read no more items; the jobs already in flight finish and are yielded, then iteration ends."""
         self._state.stop_reading(drain=True)
 
     async def aclose(self) -> None:
-        """Cancel the jobs in flight and wait until they are gone. Idempotent."""
+        """Cancel the jobs in flight and wait until they are gone (even if the caller is being
+        cancelled: as a task group's exit does). Idempotent."""
+        self._state.bridge.check("this map", "made")
         tasks = [t for t in self._finish() if not t.done()]
         if tasks:
-            await asyncio.wait(tasks)
+            with anyio.CancelScope(shield=True):
+                await wait(tasks)
 
     def stats(self) -> MapStats:
         state = self._state
@@ -294,11 +373,12 @@ class MapIterator(AsyncIterator[MapResult[T]], AsyncResource):
         if self._bar is not None:
             self._bar.close()
         state = self._state
-        if _on_loop(state.loop):
+        if state.bridge.is_current():
             state.cancel()
-            return
-        with contextlib.suppress(RuntimeError):  # a closed loop runs nothing any more
-            state.loop.call_soon_threadsafe(state.cancel)
+        else:  # a loop that is gone runs nothing any more: nothing to cancel
+            state.bridge.call_soon_threadsafe(state.cancel)
+        if self._on_finish is not None:  # not here: the collector may run this holding any lock
+            state.bridge.call_soon_threadsafe(self._on_finish)
 
 
 def amap(
@@ -370,13 +450,6 @@ def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> Any:
     if isinstance(items, AsyncIterable):
         return items.__aiter__()
     return _SyncIter(iter(items))
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def _length(items: Any) -> int | None:

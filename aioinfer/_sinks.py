@@ -14,27 +14,40 @@ import cv2
 import numpy as np
 from anyio.abc import AsyncResource
 
+from . import _bridge
+
 FOURCC_BY_SUFFIX = {".avi": "MJPG", ".mkv": "MJPG", ".mp4": "mp4v", ".mov": "mp4v"}
 DEFAULT_FPS = 25.0
 
 
 class _Sink(AsyncResource):
-    """Serialises writes (in call order) on a worker thread; an async context manager."""
+    """Serialises writes (in call order) on a worker thread; an async context manager. It belongs
+    to the loop (or run) of its first write or close: :class:`EventLoopError` from any other."""
 
     def __init__(self) -> None:
-        self._limiter = anyio.CapacityLimiter(1)
+        self._bridge: _bridge.Bridge | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
         self._closed = False
         self.written = 0
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         if self._closed:
             raise ValueError(f"{self!r} is closed")
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._bound())
+
+    def _bound(self) -> anyio.CapacityLimiter:
+        """The one-thread limiter of the sink's loop, made at its first use there."""
+        if self._limiter is None:
+            self._bridge, self._limiter = _bridge.current(), anyio.CapacityLimiter(1)
+        else:
+            assert self._bridge is not None
+            self._bridge.check(repr(self), "first used")
+        return self._limiter
 
     async def aclose(self) -> None:
         """Flush and close the file. Idempotent."""
         if not self._closed:
-            await anyio.to_thread.run_sync(self._close, limiter=self._limiter)
+            await anyio.to_thread.run_sync(self._close, limiter=self._bound())
             self._closed = True
 
     @abc.abstractmethod

@@ -1,29 +1,63 @@
-"""aioinfer.Batcher on real exact models: grouping, scattering, isolation of bad or departing callers."""
+"""aioinfer.Batcher on real exact models, on asyncio, uvloop and trio: grouping, scattering, isolation
+of bad or departing callers, closing, and any runner with ``info`` (no OpenVINO compiled model)."""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
+import gc
 import re
+import weakref
+from typing import Any
 
 import anyio
 import models
 import numpy as np
 import openvino as ov
 import pytest
+from concurrency import gather
 
 import aioinfer
 from aioinfer._batcher import Batcher
+
+pytestmark = pytest.mark.anyio
 
 
 def rows(start: int, n: int = 1) -> np.ndarray:
     return (np.arange(start * 4, (start + n) * 4, dtype=np.float32) / 8).reshape(n, 4)
 
 
+class Remote:
+    """A runner with only ``info``, ``adapt`` and ``run_adapted`` (what a remote model offers: no
+    OpenVINO ``compiled``), here over a real model. ``gated``: every inference waits at the gate
+    until the test opens it, so a test can act while a batch is on the device (timing control only:
+    the real model computes every answer)."""
+
+    def __init__(self, model: aioinfer.AsyncModel, *, gated: bool = False, num_requests: int | None = None):
+        self._model = model
+        self.info = dataclasses.replace(model.info, num_requests=num_requests or model.info.num_requests)
+        self.entered = anyio.Event()  # an inference reached the gate
+        self.gate = anyio.Event()
+        if not gated:
+            self.gate.set()
+        self.runs: list[int] = []  # rows of each inference
+
+    def adapt(self, inputs: Any) -> dict[int, np.ndarray]:
+        return self._model.adapt(inputs)
+
+    async def run_adapted(
+        self, arrays: dict[int, np.ndarray], timeout: float | None = None
+    ) -> aioinfer.Outputs:
+        self.runs.append(len(arrays[0]))
+        self.entered.set()
+        await self.gate.wait()
+        return await self._model.run_adapted(arrays, timeout)
+
+
 async def test_concurrent_calls_are_grouped_and_each_gets_its_own_rows(linear_model):
     sizes: list[int] = []
     async with Batcher(linear_model, max_batch_size=8, max_delay=0.05, on_batch=sizes.append) as batcher:
         xs = [rows(i, n=1 + i % 3) for i in range(60)]
-        outs = await asyncio.gather(*(batcher.infer(x) for x in xs))
+        outs = await gather(*(batcher.infer(x) for x in xs))
     for x, out in zip(xs, outs, strict=True):
         np.testing.assert_array_equal(out["y"], models.linear_expected(x))
         assert out.names == ["y"]
@@ -44,7 +78,7 @@ async def test_a_bad_input_fails_only_its_own_call(linear_model):
         calls = [batcher.infer(rows(i)) for i in range(6)]
         calls.insert(3, batcher.infer(np.zeros((1, 5), np.float32)))
         calls.insert(5, batcher.infer(np.array([["a", "b", "c", "d"]])))
-        results = await asyncio.gather(*calls, return_exceptions=True)
+        results = await gather(*calls, return_exceptions=True)
     assert isinstance(results[3], aioinfer.InputShapeError) and "expected shape [?,4]" in str(results[3])
     assert isinstance(results[5], aioinfer.InputDtypeError)
     good = [r for i, r in enumerate(results) if i not in (3, 5)]
@@ -72,43 +106,109 @@ async def test_a_batch_the_device_fails_is_retried_call_by_call_so_only_the_faul
     xs.insert(2, marked)
     sizes: list[int] = []
     async with Batcher(linear_model, max_batch_size=16, max_delay=0.05, on_batch=sizes.append) as batcher:
-        results = await asyncio.gather(*(batcher.infer(x) for x in xs), return_exceptions=True)
+        results = await gather(*(batcher.infer(x) for x in xs), return_exceptions=True)
     assert isinstance(results[2], aioinfer.InferenceError) and "injected" in str(results[2])
     for i, (x, out) in enumerate(zip(xs, results, strict=True)):
         if i != 2:
             np.testing.assert_array_equal(out["y"], models.linear_expected(x))
-    assert runs == [sum(map(len, xs)), *map(len, xs)]  # one batch, then each call alone
+    # one batch, then each call alone (concurrently: in any order)
+    assert runs[0] == sum(map(len, xs)) and sorted(runs[1:]) == sorted(map(len, xs))
     good_rows = [len(x) for i, x in enumerate(xs) if i != 2]
     assert sorted(sizes) == sorted(good_rows)  # every row that ran is counted once
     assert batcher.items == batcher.batches == 5
 
 
-async def test_cancelled_and_timed_out_callers_do_not_break_the_batch(linear_model):
+async def test_a_caller_cancelled_while_waiting_for_company_leaves_the_batch_to_the_others(linear_model):
+    sizes: list[int] = []
+    results: dict[int, aioinfer.Outputs] = {}
+    left = anyio.Event()
+
+    async def call(i: int) -> None:
+        results[i] = await batcher.infer(rows(i))
+
+    async def impatient() -> None:
+        with anyio.move_on_after(0.05) as scope:  # leaves while its batch still waits for company
+            results[1] = await batcher.infer(rows(1))
+        assert scope.cancelled_caught
+        left.set()
+
+    # a batch of 4 waits (up to 30 s) for 4 rows: it runs only once callers 3 and 4 come
+    async with Batcher(linear_model, max_batch_size=4, max_delay=30, on_batch=sizes.append) as batcher:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for i in (0, 2):
+                    tg.start_soon(call, i)
+                tg.start_soon(impatient)
+                await left.wait()
+                for i in (3, 4):
+                    tg.start_soon(call, i)
+    assert sorted(results) == [0, 2, 3, 4]  # the one who left got nothing
+    for i, out in results.items():
+        np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
+    assert sizes == [4] and batcher.items == 4
+
+
+async def test_a_caller_cancelled_while_its_batch_runs_gets_nothing_and_the_others_their_rows(linear_model):
+    remote = Remote(linear_model, gated=True)
+    results: dict[int, aioinfer.Outputs] = {}
+
+    async def call(i: int, scope: anyio.CancelScope) -> None:
+        with scope:
+            results[i] = await batcher.infer(rows(i))
+
+    scopes = [anyio.move_on_after(30) for _ in range(4)]
+    async with Batcher(remote, max_batch_size=4, max_delay=30) as batcher:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for i, scope in enumerate(scopes):
+                    tg.start_soon(call, i, scope)
+                await remote.entered.wait()  # the batch of all four is on the device
+                scopes[2].cancel()
+                await anyio.wait_all_tasks_blocked()
+                remote.gate.set()
+    assert scopes[2].cancelled_caught and sorted(results) == [0, 1, 3]
+    for i, out in results.items():
+        np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
+    assert remote.runs == [4] and batcher.items == 4  # the batch ran once, for everyone
+
+
+async def test_a_caller_that_times_out_fails_alone(linear_model):
     async with Batcher(linear_model, max_batch_size=8, max_delay=0.03) as batcher:
-        tasks = [asyncio.create_task(batcher.infer(rows(i))) for i in range(8)]
-        await asyncio.sleep(0)  # let every task join the pending batch (not a synchronisation on time)
-        tasks[2].cancel()
-        timed_out = batcher.infer(rows(99), timeout=0)
-        with pytest.raises(aioinfer.InferTimeout):
-            await timed_out
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert isinstance(results[2], asyncio.CancelledError)
+        calls = [batcher.infer(rows(i)) for i in range(4)]
+        calls.insert(2, batcher.infer(rows(99), timeout=0))
+        results = await gather(*calls, return_exceptions=True)
+    assert isinstance(results.pop(2), aioinfer.InferTimeout)
     for i, out in enumerate(results):
-        if i != 2:
-            np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
+        np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
 
 
-async def test_max_queue_rejects_at_once(linear_model):
-    async with Batcher(linear_model, max_batch_size=2, max_delay=0, max_queue=3) as batcher:
-        calls = [batcher.infer(rows(i)) for i in range(10)]
-        calls.append(batcher.infer(np.zeros((1, 5), np.float32)))  # refused before its inputs are checked
-        results = await asyncio.gather(*calls, return_exceptions=True)
-    rejected = [r for r in results if isinstance(r, aioinfer.QueueFull)]
-    assert rejected and "max_queue=3" in str(rejected[0])
-    assert isinstance(results[-1], aioinfer.QueueFull)
-    for i, out in enumerate(results):
-        if not isinstance(out, aioinfer.QueueFull):
-            np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
+async def test_max_queue_rejects_at_once_while_the_calls_wait(linear_model):
+    # one batch at a time on the device, held at the gate: the calls after it wait in the queue
+    remote = Remote(linear_model, gated=True, num_requests=1)
+    sizes: list[int] = []
+    results: dict[int, aioinfer.Outputs] = {}
+
+    async def call(i: int) -> None:
+        results[i] = await batcher.infer(rows(i))
+
+    batcher = Batcher(remote, max_batch_size=2, max_delay=0, max_queue=3, on_batch=sizes.append)
+    async with batcher, anyio.create_task_group() as tg:
+        tg.start_soon(call, 0)
+        await remote.entered.wait()
+        for i in (1, 2, 3):
+            tg.start_soon(call, i)
+        await anyio.wait_all_tasks_blocked()
+        assert batcher.pending == 3
+        with pytest.raises(aioinfer.QueueFull, match="max_queue=3"):
+            await batcher.infer(rows(4))
+        with pytest.raises(aioinfer.QueueFull):  # refused before its inputs are checked
+            await batcher.infer(np.zeros((1, 5), np.float32))
+        remote.gate.set()
+    for i, out in results.items():
+        np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
+    assert sorted(results) == [0, 1, 2, 3]
+    assert sizes == [1, 2, 1]  # the calls that waited were batched as soon as the device was free
+    assert remote.runs == [1, 2, 1] and batcher.items == 4
 
 
 async def test_fixed_batch_model_is_padded():
@@ -116,7 +216,7 @@ async def test_fixed_batch_model_is_padded():
         sizes: list[int] = []
         async with Batcher(model, max_batch_size=16, on_batch=sizes.append) as batcher:
             assert batcher.max_batch_size == 4
-            outs = await asyncio.gather(*(batcher.infer(rows(i)) for i in range(3)))
+            outs = await gather(*(batcher.infer(rows(i)) for i in range(3)))
             with pytest.raises(aioinfer.InputShapeError, match="at most 4 rows"):
                 await batcher.infer(rows(0, n=5))
     for i, out in enumerate(outs):
@@ -132,7 +232,7 @@ async def test_bounded_dynamic_batch_caps_the_batch_size():
         Batcher(model, max_batch_size=8, max_delay=0.02) as batcher,
     ):
         assert batcher.max_batch_size == 3
-        outs = await asyncio.gather(*(batcher.infer(rows(i)) for i in range(7)))
+        outs = await gather(*(batcher.infer(rows(i)) for i in range(7)))
         with pytest.raises(aioinfer.InputShapeError):
             await batcher.infer(rows(0, n=4))
     for i, out in enumerate(outs):
@@ -140,17 +240,41 @@ async def test_bounded_dynamic_batch_caps_the_batch_size():
     assert batcher.items == 7 and batcher.batches >= 3
 
 
-async def test_close_finishes_waiting_calls_then_refuses(linear_model):
-    batcher = Batcher(linear_model, max_batch_size=4, max_delay=0.05)
-    tasks = [asyncio.create_task(batcher.infer(rows(i))) for i in range(10)]
-    await asyncio.sleep(0)
-    await batcher.aclose()
-    for i, task in enumerate(tasks):
-        assert task.done()
-        np.testing.assert_array_equal(task.result()[0], models.linear_expected(rows(i)))
+async def test_close_finishes_waiting_calls_at_once_then_refuses(linear_model):
+    batcher = Batcher(linear_model, max_batch_size=4, max_delay=30)  # 2 calls wait for company
+    results: dict[int, aioinfer.Outputs] = {}
+
+    async def call(i: int) -> None:
+        results[i] = await batcher.infer(rows(i))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(call, i)
+        await anyio.wait_all_tasks_blocked()  # every call waits in the batcher
+        assert batcher._collectors == 1  # its background task: 2 calls wait for company
+        with anyio.fail_after(20):  # not the 30 s of max_delay
+            await batcher.aclose()
+        assert batcher.items == 10 and batcher._collectors == 0  # all served; no task outlives aclose
+    for i in range(10):
+        np.testing.assert_array_equal(results[i][0], models.linear_expected(rows(i)))
     with pytest.raises(aioinfer.ClosedError):
         await batcher.infer(rows(0))
+    await batcher.aclose()  # idempotent
     assert not linear_model.closed  # the model belongs to the caller
+
+
+async def test_an_abandoned_batcher_leaves_no_task_behind(linear_model):
+    # asyncio: a background task left waiting would be destroyed pending at the garbage collection
+    # (reported to the loop's exception handler: the loop_errors fixture fails the test)
+    batcher = Batcher(linear_model, max_batch_size=4, max_delay=0.01)
+    outs = await gather(*(batcher.infer(rows(i)) for i in range(6)))
+    np.testing.assert_array_equal(outs[5][0], models.linear_expected(rows(5)))
+    await anyio.wait_all_tasks_blocked()
+    assert batcher._collectors == 0  # idle: no task waits for calls that may never come
+    gone = weakref.ref(batcher)
+    del batcher
+    gc.collect()
+    assert gone() is None
 
 
 async def test_models_without_a_batch_dimension_are_refused():
@@ -167,9 +291,30 @@ async def test_different_trailing_shapes_run_in_separate_batches():
         Batcher(model, max_batch_size=8, max_delay=0.02) as batcher,
     ):
         xs = [np.full((1, 2 + i % 3), i, np.float32) for i in range(9)]
-        outs = await asyncio.gather(*(batcher.infer(x) for x in xs))
+        outs = await gather(*(batcher.infer(x) for x in xs))
     for x, out in zip(xs, outs, strict=True):
         np.testing.assert_array_equal(out["s"], x.sum(axis=1))
+
+
+# -- any runner with info: a remote model has no OpenVINO compiled model ------------------------------
+
+
+async def test_a_runner_without_a_compiled_model_is_batched_from_its_info():
+    async with aioinfer.load(models.linear([4, 4]), device="CPU", config=models.EXACT) as model:
+        remote = Remote(model)
+        assert not hasattr(remote, "compiled")
+        batcher = await Batcher.checked(remote, max_batch_size=16)
+        assert batcher.basis.startswith("probe: each row of a batch of 3")
+        async with batcher:
+            assert batcher.max_batch_size == 4  # the fixed batch, from info's shapes
+            outs = await gather(*(batcher.infer(rows(i)) for i in range(3)))
+            with pytest.raises(aioinfer.InputShapeError, match="at most 4 rows"):
+                await batcher.infer(rows(0, n=5))
+            with pytest.raises(aioinfer.InputShapeError, match=r"expected shape \[\?,4\]"):
+                await batcher.infer(np.zeros((1, 5), np.float32))
+    for i, out in enumerate(outs):
+        np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
+    assert set(remote.runs) == {4}  # every inference padded to the model's 4 rows
 
 
 # -- which models may be batched: the probe of Batcher.checked and the checks of Batcher -------------
@@ -194,7 +339,7 @@ async def test_checked_batches_a_separable_model_and_says_how_it_knows(load):
                 {i: np.full((1, *info.shape[1:]), k, info.dtype) for i, info in enumerate(model.info.inputs)}
                 for k in range(6)
             ]
-            outs = await asyncio.gather(*(batcher.infer(x) for x in xs))
+            outs = await gather(*(batcher.infer(x) for x in xs))
             for x, out in zip(xs, outs, strict=True):
                 alone = await model.infer({i: _stack_to(a, model) for i, a in x.items()})
                 for got, want in zip(out, alone, strict=True):
@@ -245,9 +390,29 @@ async def test_a_batcher_never_hands_out_rows_of_outputs_that_lost_the_batch_dim
         Batcher(model, max_batch_size=8, max_delay=0.02) as batcher,
     ):
         assert batcher.basis == "declared batch-separable by the caller (no probe)"
-        results = await asyncio.gather(*(batcher.infer(rows(i)) for i in range(5)), return_exceptions=True)
+        results = await gather(*(batcher.infer(rows(i)) for i in range(5)), return_exceptions=True)
         for result in results:
             assert isinstance(result, aioinfer.NotBatchableError), result
             assert re.search(r"output 'y' came back with shape \[\d+\] for a batch of \d rows", str(result))
         assert batcher.batches == batcher.items == 0  # nothing was answered
         np.testing.assert_array_equal((await model.infer(rows(1)))[0], models.linear_expected(rows(1))[0])
+
+
+# -- one event loop (or trio run) per batcher ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_batcher_made_in_one_run_refuses_another(backend: str) -> None:
+    async def make() -> Batcher:
+        async with aioinfer.load(models.linear(), device="CPU", config=models.EXACT) as model:
+            return Batcher(model)
+
+    batcher = anyio.run(make, backend=backend)
+
+    async def use() -> None:
+        with pytest.raises(aioinfer.EventLoopError, match=f"this batcher belongs to the {backend} event"):
+            await batcher.infer(rows(0))
+        with pytest.raises(aioinfer.EventLoopError, match="it was made in"):
+            await batcher.aclose()
+
+    anyio.run(use, backend=backend)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import numpy as np
 import pytest
 from models import EXACT, frame_index, frame_probe, indexed_frame
@@ -12,7 +13,7 @@ import aioinfer
 from aioinfer._sinks import JsonlSink, VideoSink
 from aioinfer._sources import open_source
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 
 
 @pytest.mark.parametrize("name", ["out.avi", "out.mp4", "out.mkv"])
@@ -84,3 +85,21 @@ async def test_empty_jsonl_sink_leaves_an_empty_file(tmp_path):
     async with JsonlSink(tmp_path / "empty.jsonl"):
         pass
     assert (tmp_path / "empty.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize(("made", "used"), [("trio", "asyncio"), ("asyncio", "trio"), ("asyncio", "asyncio")])
+def test_a_sink_used_in_another_run_than_its_first_raises_event_loop_error(tmp_path, made, used):
+    sink = JsonlSink(tmp_path / "p.jsonl")
+
+    async def elsewhere():
+        with pytest.raises(aioinfer.EventLoopError, match=f"JsonlSink.*belongs to the {made} event loop"):
+            await sink.write({"index": 1})
+
+    async def main():
+        async with sink:
+            await sink.write({"index": 0})
+            await anyio.to_thread.run_sync(lambda: anyio.run(elsewhere, backend=used))
+            await sink.write({"index": 2})  # still works where it belongs
+
+    anyio.run(main, backend=made)
+    assert (tmp_path / "p.jsonl").read_text() == '{"index": 0}\n{"index": 2}\n'

@@ -5,9 +5,12 @@ joining the reader thread."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import anyio
 import numpy as np
 import pytest
+from concurrency import ASYNCIO_LOOPS
 from frames import collect, source_threads
 from models import write_indexed_video
 
@@ -15,7 +18,7 @@ import aioinfer
 from aioinfer._sources import open_source
 
 N = 40
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 
 
 @pytest.fixture
@@ -62,6 +65,7 @@ async def test_stop_ends_iteration_releases_capture_and_joins_thread(video):
     assert not source_threads()
 
 
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_LOOPS)  # asyncio tasks by nature
 @pytest.mark.parametrize("how", ["break", "cancel"])
 async def test_break_or_cancel_then_exit_releases_everything(video, how):
     source = open_source(video)
@@ -88,7 +92,7 @@ async def test_source_dropped_without_closing_stops_its_thread(video):
     assert (await source.__anext__()).index == 0
     thread = source._thread
     del source
-    await asyncio.to_thread(thread.join, 10)
+    await anyio.to_thread.run_sync(thread.join, 10)
     assert not thread.is_alive()
 
 
@@ -103,3 +107,53 @@ async def test_aclose_before_opening_yields_nothing(video):
     source = open_source(video)
     await source.aclose()
     assert [f async for f in source] == []
+
+
+@pytest.mark.parametrize("deadline", ["move_on_after", "fail_after"])
+@pytest.mark.parametrize("kind", ["live video", "async generator"])
+async def test_a_deadline_around_async_for_over_a_source_releases_everything(video, deadline, kind):
+    closed = []
+
+    async def camera():  # its fifth frame never comes: the consumer waits for it
+        try:
+            for i in range(4):
+                yield np.full((2, 2), i, np.uint8)
+            await anyio.sleep_forever()
+        finally:
+            closed.append(True)
+
+    source = open_source(video, live=True) if kind == "live video" else open_source(camera())
+    got = []
+    with contextlib.ExitStack() as stack:
+        if deadline == "fail_after":
+            stack.enter_context(pytest.raises(TimeoutError))
+        scope = stack.enter_context(getattr(anyio, deadline)(30))
+        async with source as frames:
+            async for f in frames:
+                got.append(f.index)
+                if f.index == 3:
+                    scope.deadline = anyio.current_time()  # it passes now: the wait for the next is cancelled
+    assert scope.cancelled_caught and got == [0, 1, 2, 3]
+    assert not source_threads()
+    assert closed == ([] if kind == "live video" else [True])
+    if kind == "live video":
+        assert not source._reader._cap.isOpened()
+
+
+@pytest.mark.parametrize(("made", "used"), [("trio", "asyncio"), ("asyncio", "trio"), ("asyncio", "asyncio")])
+def test_a_source_opened_in_one_run_and_used_in_another_raises_event_loop_error(video, made, used):
+    source = open_source(video, buffer=1)
+
+    async def first():
+        return (await source.__anext__()).index
+
+    async def use():
+        with pytest.raises(aioinfer.EventLoopError, match=f"frame source belongs to the {made} event loop"):
+            await source.__anext__()
+        with pytest.raises(aioinfer.EventLoopError):
+            await source.aclose()  # stops its reader all the same
+
+    assert anyio.run(first, backend=made) == 0
+    anyio.run(use, backend=used)
+    source._thread.join(10)
+    assert not source_threads()

@@ -3,30 +3,28 @@ consumer, or with drop="oldest" the oldest frames are dropped and counted."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
+import anyio
 import numpy as np
 import pytest
 
 from aioinfer._sources import open_source
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 
 
 async def test_drop_oldest_keeps_only_the_newest_frames_and_counts_the_rest():
-    produced = threading.Event()
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
+    produced, done = threading.Event(), threading.Event()
 
     def camera():  # a live source that never waits for its consumer
         for i in range(100):
             yield np.full((4, 4, 3), i, np.uint8)
-        loop.call_soon_threadsafe(done.set)
+        done.set()
         produced.wait()
 
     async with open_source(camera(), drop="oldest", buffer=2, live=True) as frames:
-        await done.wait()  # everything was produced while nobody consumed
+        await anyio.to_thread.run_sync(done.wait)  # everything was produced while nobody consumed
         produced.set()
         got = [f.index async for f in frames]
         stats = frames.stats()
@@ -36,18 +34,17 @@ async def test_drop_oldest_keeps_only_the_newest_frames_and_counts_the_rest():
 
 async def test_without_drop_the_reader_waits_for_the_consumer():
     produced = []
-    loop = asyncio.get_running_loop()
-    blocked = asyncio.Event()
+    blocked = threading.Event()
 
     def items():
         for i in range(20):
             produced.append(i)
             if i == 2:  # the 3rd frame cannot enter a full buffer of 2 until one is consumed
-                loop.call_soon_threadsafe(blocked.set)
+                blocked.set()
             yield np.zeros(1)
 
     async with open_source(items(), buffer=2) as frames:
-        await blocked.wait()
+        await anyio.to_thread.run_sync(blocked.wait)
         assert frames.stats().read == 2 and len(produced) == 3
         got = [f.index async for f in frames]
     assert got == list(range(20)) and frames.stats().dropped == 0

@@ -212,6 +212,25 @@ async def test_giving_up_during_a_hung_connect_returns_without_waiting_for_it(hu
     assert await threads_end()
 
 
+@pytest.mark.anyio
+async def test_a_deadline_during_a_hung_connect_returns_and_the_thread_ends(hung_server):
+    source = open_source(f"http://127.0.0.1:{hung_server.port}/stream", timeout=10)
+
+    async def deadline_once_connecting(scope: anyio.CancelScope) -> None:
+        assert await anyio.to_thread.run_sync(hung_server.accepted.wait, 10)
+        scope.deadline = anyio.current_time()  # it passes while the source waits for OpenCV's open
+
+    with anyio.fail_after(5):  # a hang guard below the open timeout, not a timing assertion
+        with anyio.move_on_after(30) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(deadline_once_connecting, scope)
+                await collect(source)
+    assert scope.cancelled_caught and source.stats().read == 0
+    assert source._thread.is_alive()  # still in OpenCV's open: left to end on its own
+    hung_server.close()  # OpenCV's open fails at once; the thread releases what it holds and ends
+    assert await threads_end()
+
+
 async def test_breaking_out_during_a_hung_read_returns_and_the_thread_ends(hung_mjpeg):
     url, server = hung_mjpeg
     source = open_source(url, timeout=10)

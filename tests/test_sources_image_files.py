@@ -12,7 +12,7 @@ from models import frame_index, indexed_frame
 import aioinfer
 from aioinfer._sources import open_source
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 
 
 async def test_image_folder_glob_and_single_image_are_natural_sorted(tmp_path):

@@ -1,4 +1,5 @@
-"""The Task protocol, subclassed by a user: pre/post-processing run on worker threads, map, close."""
+"""The Task protocol, subclassed by a user: pre/post-processing run on worker threads, map, close;
+on asyncio, uvloop and trio."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import threading
 from dataclasses import dataclass
 from typing import ClassVar
 
+import anyio
 import models
 import numpy as np
 import pytest
 
 import aioinfer
 from aioinfer import tasks
+
+pytestmark = pytest.mark.anyio
 
 
 @dataclass(frozen=True)
@@ -115,3 +119,28 @@ async def test_stats_count_predictions_and_time_each_stage():
         json.dumps(stats.to_dict())
         with pytest.warns(DeprecationWarning, match=r"stats\(\)\.stages"):
             assert task.stage_ms() == task.stats().stages
+
+
+async def test_a_cancelled_prediction_is_counted_as_cancelled():
+    async with await make_task() as task:
+        with anyio.move_on_after(0) as scope:  # cancelled at its first await, by the backend's own scope
+            await task.predict(np.zeros((2, 2, 3), np.uint8))
+        assert scope.cancelled_caught
+        stats = task.stats()
+        assert (stats.cancelled, stats.failed, stats.completed, stats.in_flight) == (1, 0, 0, 0)
+        assert (await task.predict(np.zeros((2, 2, 3), np.uint8))).value == 4.0  # still serves
+
+
+async def test_a_loaded_model_is_handed_to_the_task():
+    model = await aioinfer.load(models.linear(), device="CPU", config=models.EXACT)
+    async with tasks.load(model, task=SumTask, labels=["a", "b"]) as task:
+        assert task.model is model and task.labels == ("a", "b")
+        assert (await task.predict(np.full((2, 2, 3), 1, np.uint8))).value == 4 * 3
+    assert model.closed  # the task owned it
+
+
+async def test_load_options_for_a_loaded_model_are_refused_and_the_model_is_closed():
+    model = await aioinfer.load(models.linear(), device="CPU", config=models.EXACT)
+    with pytest.raises(aioinfer.SettingsError, match=r"the options for loading it \(device, num_requests\)"):
+        await tasks.load(model, task=SumTask, device="CPU", num_requests=2)
+    assert model.closed

@@ -8,8 +8,12 @@ import models
 import numpy as np
 import pytest
 
+import aioinfer
 from aioinfer import tasks
 from aioinfer.tasks._classification import probabilities
+from aioinfer.tasks._preprocess import embed_normalization
+
+pytestmark = pytest.mark.anyio
 
 
 def softmax(x):
@@ -82,3 +86,49 @@ async def test_labels_from_the_models_runtime_info():
 def test_probabilities_pass_through_or_softmax():
     assert probabilities(np.array([0.2, 0.8])).tolist() == pytest.approx([0.2, 0.8])
     assert probabilities(np.array([[0.0, 0.0]])).tolist() == pytest.approx([0.5, 0.5])
+
+
+@pytest.mark.parametrize(
+    ("normalization", "logits"),
+    [
+        # as in the graph: B, G, R (100, 60, 40) → RGB (40, 60, 100) → ((40-10)/2, (60-20)/4, (100-30)/5)
+        pytest.param(
+            tasks.Normalization(mean=(10, 20, 30), scale=(2, 4, 5), rgb=True), [15, 10, 14], id="given"
+        ),
+        pytest.param(None, [100, 60, 40], id="raw-bgr"),  # a loaded model's runtime info is not at hand
+    ],
+)
+async def test_a_loaded_model_with_float_input_is_normalized_on_the_worker_thread(normalization, logits):
+    model = await aioinfer.load(models.channel_means(), device="CPU", config=models.EXACT)
+    assert model.info.inputs[0].shape == (1, 3, 32, 32) and model.info.inputs[0].element_type == "f32"
+    async with tasks.load(model, task="classification", normalization=normalization) as cls:
+        assert cls.model is model and cls.input_size == (32, 32)
+        image = np.zeros((48, 64, 3), np.uint8)
+        image[:] = (100, 60, 40)
+        pred = await cls.predict(image)
+        expected = softmax(logits)
+        assert {c.label_id: c.score for c in pred.classes} == pytest.approx(dict(enumerate(expected)))
+    assert model.closed
+
+
+async def test_a_loaded_model_that_takes_bgr_images_gets_them_as_they_are():
+    normalized = embed_normalization(models.channel_means(), tasks.Normalization(mean=(10, 20, 30)))
+    model = await aioinfer.load(normalized, device="CPU", config=models.EXACT)
+    assert model.info.inputs[0].shape == (1, 32, 32, 3) and model.info.inputs[0].element_type == "u8"
+    async with tasks.load(model, task="classification") as cls:
+        image = np.zeros((32, 32, 3), np.uint8)
+        image[:] = (100, 60, 40)
+        pred = await cls.predict(image)
+        expected = softmax([90, 40, 10])  # the model's own normalization, once
+        assert {c.label_id: c.score for c in pred.classes} == pytest.approx(dict(enumerate(expected)))
+    again = await aioinfer.load(normalized, device="CPU", config=models.EXACT)
+    with pytest.raises(aioinfer.SettingsError, match="takes uint8 BGR images, which the model normalizes"):
+        await tasks.load(again, task="classification", normalization=tasks.Normalization(scale=(2, 2, 2)))
+    assert again.closed
+
+
+async def test_a_loaded_model_that_takes_no_images_is_refused_and_closed():
+    model = await aioinfer.load(models.linear(), device="CPU", config=models.EXACT)
+    with pytest.raises(aioinfer.ModelLoadError, match=r"input 'x' of shape \[-1, 4\] takes no images"):
+        await tasks.load(model, task="classification")
+    assert model.closed

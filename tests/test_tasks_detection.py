@@ -14,6 +14,8 @@ from aioinfer import tasks
 from aioinfer.tasks import _image_task
 from aioinfer.tasks._detection import decode_ssd, decode_yolo, head_of, yolo_channels_first
 
+pytestmark = pytest.mark.anyio
+
 
 def yolo_head() -> np.ndarray:
     """[1, 4+2, 8] in a 320x320 input: (cx, cy, w, h, score class 0, score class 1) per anchor."""
@@ -252,3 +254,16 @@ async def test_task_info_reports_the_precision_used(precision):
         assert det.info.precision == used == det.info.models[next(iter(det.info.models))].precision
         assert det.info.to_dict()["precision"] == used
         assert used == "f32" if precision == "f32" else used in ("bf16", "f32")
+
+
+async def test_a_loaded_model_detects_as_the_same_model_loaded_by_the_task():
+    image = np.zeros((480, 640, 3), np.uint8)
+    head = models.constant_head([1, 3, 320, 320], yolo_head())
+    async with tasks.load(head, task="detection", labels=["cat", "dog"], config=models.EXACT) as det:
+        want = await det.predict(image)
+    model = await aioinfer.load(head, device="CPU", config=models.EXACT)
+    async with tasks.load(model, task="detection", labels=["cat", "dog"]) as det:
+        assert det.head == "yolo" and det.input_size == (320, 320)
+        assert det.model.info.inputs[0].shape == (1, 3, 320, 320)  # float pixels, scaled in Python
+        got = await det.predict(image)
+    assert got == want and len(got.objects) == 2

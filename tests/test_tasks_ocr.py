@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import resource
 
+import anyio
 import cv2
 import models
 import numpy as np
 import openvino as ov
 import pytest
-import pytest_asyncio
 
 import aioinfer
 from aioinfer import tasks
@@ -37,8 +38,6 @@ from aioinfer.tasks._ocr import (
 )
 from aioinfer.tasks._ocr_samples import sample_page, sample_pages
 from aioinfer.tasks._preprocess import best_class_head
-
-module_loop = pytest.mark.asyncio(loop_scope="module")  # share the loaded models across tests
 
 LINES = ["Invoice 2024-117", "OpenVINO runs async", "Total: 42.50 EUR"]
 FONTS = {
@@ -115,13 +114,12 @@ class InferSpy:
             del model.infer
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest.fixture(scope="module")  # the loaded models are shared across tests (anyio_backend: module)
 async def ocr():
     async with tasks.load(None, task="ocr") as task:
         yield task
 
 
-@module_loop
 @pytest.mark.parametrize(
     ("font", "scale", "thickness"),
     [
@@ -143,14 +141,12 @@ async def test_reads_rendered_lines_exactly(ocr, font, scale, thickness):
         assert 0.5 <= line.score <= 1
 
 
-@module_loop
 async def test_lines_of_many_images_concurrently(ocr):
     images = [render([text])[0] for text in LINES]
     preds = await asyncio.gather(*(ocr.predict(img) for img in images))
     assert [p.texts for p in preds] == [[t] for t in LINES]
 
 
-@module_loop
 async def test_upside_down_line_is_turned_by_the_classifier(ocr):
     image, _ = render([LINES[1]], scale=1.2)
     upside_down = cv2.rotate(image, cv2.ROTATE_180)
@@ -162,7 +158,6 @@ async def test_upside_down_line_is_turned_by_the_classifier(ocr):
         ocr.set_settings({})
 
 
-@module_loop
 @pytest.mark.parametrize("font", ["duplex", "complex", "triplex", "plain"])
 async def test_a_space_before_a_parenthesis_is_kept_beside_a_wider_line(ocr, font):
     # PaddleOCR and rapidocr pad every crop of a batch to the batch's widest, so what a line reads
@@ -173,7 +168,6 @@ async def test_a_space_before_a_parenthesis_is_kept_beside_a_wider_line(ocr, fon
     assert (await ocr.predict(render(["total (42)"], FONTS[font])[0])).texts == ["total (42)"]
 
 
-@module_loop
 async def test_upside_down_pages_are_read_at_the_default_cls_thresh(ocr):
     # generated pages turned 180°: each has an upside-down line the classifier scores 0.7-0.87
     # (180°), so PaddleOCR's cls_thresh 0.9 left it upside down; the default reads every line
@@ -189,7 +183,6 @@ async def test_upside_down_pages_are_read_at_the_default_cls_thresh(ocr):
     assert sum(_exact(p.lines, texts) for p, texts in zip(pages, at_09, strict=True)) < 12
 
 
-@module_loop
 async def test_batched_recognition_reads_exactly_what_one_line_per_request_reads(ocr):
     # pages 4, 7, 12 and 14 each have a line that reads differently when padded to its batch's widest
     pages = [sample_page(i) for i in (0, 4, 7, 12, 14)]
@@ -210,7 +203,6 @@ async def test_batched_recognition_reads_exactly_what_one_line_per_request_reads
         assert [ln.score for ln in b.lines] == pytest.approx([ln.score for ln in a.lines], abs=1e-3)
 
 
-@module_loop
 async def test_generated_pages_are_mostly_read_exactly(ocr):
     pages = sample_pages(8)
     preds = [await ocr.predict(p.image) for p in pages]
@@ -230,13 +222,11 @@ def _exact(truth: tuple[str, ...], read: list[str]) -> int:
     return found
 
 
-@module_loop
 async def test_blank_image_has_no_lines(ocr):
     pred = await ocr.predict(np.full((120, 300, 3), 255, np.uint8))
     assert pred.lines == () and pred.to_dict()["lines"] == []
 
 
-@module_loop
 async def test_every_crop_is_recognized_concurrently(ocr):
     ocr.update_settings(rec_batch_num=1, cls_batch_num=1)
     try:
@@ -248,7 +238,6 @@ async def test_every_crop_is_recognized_concurrently(ocr):
     assert rec.peak == len(LINES) and rec.shapes[0][0] == 1  # one request per line, all at once
 
 
-@module_loop
 async def test_many_lines_are_all_read_a_bounded_batch_at_a_time(ocr):
     image, words = grid(LINE_BATCH + 8)
     with InferSpy().on(ocr.models["cls"]) as cls, InferSpy().on(ocr.models["rec"]) as rec:
@@ -259,7 +248,6 @@ async def test_many_lines_are_all_read_a_bounded_batch_at_a_time(ocr):
     assert "crops" in ocr.stats().stages  # the second batch was cropped on its own
 
 
-@module_loop
 async def test_min_limit_on_a_thin_strip_is_capped_by_det_max_side(ocr):
     # the review's attack: PATCH {"det_limit_type": "min", "det_limit_side": 4096}, then a 2000x8
     # image (a 147-byte PNG) asked for a 4096 x 1,024,000 detector input and exhausted memory
@@ -279,7 +267,6 @@ async def test_min_limit_on_a_thin_strip_is_capped_by_det_max_side(ocr):
     assert grown_mib < 1024  # the unbounded input alone was 12 GB
 
 
-@module_loop
 async def test_det_limit_side_above_det_max_side_is_refused(ocr):
     with pytest.raises(aioinfer.SettingsError, match=r"'det_limit_side': 960 exceeds setting 'det_max_side'"):
         ocr.update_settings(det_max_side=512)
@@ -295,7 +282,6 @@ async def test_det_limit_side_above_det_max_side_is_refused(ocr):
         await tasks.load(None, task="ocr", settings={"det_limit_side": 2000, "det_max_side": 1024})
 
 
-@module_loop
 async def test_prediction_to_dict_is_json_and_draw_keeps_input(ocr):
     image, _ = render(LINES)
     before = image.copy()
@@ -310,7 +296,6 @@ async def test_prediction_to_dict_is_json_and_draw_keeps_input(ocr):
     assert not np.array_equal(drawn, image)
 
 
-@module_loop
 async def test_alphabet_comes_from_the_recognizer_metadata(ocr):
     classes = ov.Core().read_model(bundled_model("rec")).output(0).get_partial_shape()[-1].get_length()
     assert len(ocr.characters) == classes == 18710
@@ -319,7 +304,6 @@ async def test_alphabet_comes_from_the_recognizer_metadata(ocr):
     assert {"A", "z", "0", ":", "-", "."} <= set(ocr.characters)
 
 
-@module_loop
 async def test_bad_image_fails_only_that_call(ocr):
     with pytest.raises(aioinfer.InputDtypeError, match="uint8"):
         await ocr.predict(np.zeros((50, 50, 3), np.float32))
@@ -330,13 +314,11 @@ async def test_bad_image_fails_only_that_call(ocr):
     assert (await ocr.predict(render([LINES[0]])[0])).texts == [LINES[0]]
 
 
-@module_loop
 async def test_grey_image_is_accepted(ocr):
     image, _ = render([LINES[2]])
     assert (await ocr.predict(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))).texts == [LINES[2]]
 
 
-@module_loop
 async def test_text_score_setting_filters_lines(ocr):
     image, _ = render([LINES[0]])
     ocr.update_settings(text_score=1.0)
@@ -347,7 +329,6 @@ async def test_text_score_setting_filters_lines(ocr):
     assert ocr.settings == dict(ocr.default_settings)
 
 
-@module_loop
 async def test_info_and_stage_latencies(ocr):
     info = ocr.info.to_dict()
     assert info["task"] == "ocr" and set(info["models"]) == {"det", "rec", "cls"}
@@ -365,7 +346,6 @@ async def test_info_and_stage_latencies(ocr):
     assert stages["forward"].p50 > max(stages["det"].p50, stages["rec"].p50)
 
 
-@module_loop
 async def test_bad_model_mapping_is_rejected():
     with pytest.raises(aioinfer.ModelLoadError, match="'det', 'rec'"):
         await tasks.load({"rec": "x.onnx"}, task="ocr")
@@ -526,7 +506,8 @@ async def test_best_class_head_matches_numpy(axis):
     np.testing.assert_array_equal(scores[finite], probs.max(axis)[finite])
 
 
-async def test_a_failing_model_closes_the_ones_that_loaded(monkeypatch):
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_failing_model_closes_the_ones_that_loaded(monkeypatch, anyio_backend):
     made = []
     real = _ocr.load_model
 
@@ -539,3 +520,73 @@ async def test_a_failing_model_closes_the_ones_that_loaded(monkeypatch):
     with pytest.raises(aioinfer.ModelLoadError, match="no 'character' list"):  # a detector as recognizer
         await tasks.load(sources, task="ocr")
     assert len(made) == 2 and all(m.closed for m in made)  # det and cls compiled, then closed
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_reads_under_trio_and_a_failing_model_fails_the_call_with_its_own_error(anyio_backend):
+    async with tasks.load(None, task="ocr") as ocr:
+        image = render(LINES)[0]
+        async with anyio.create_task_group() as group:  # two images at once, batches in flight
+            texts: dict[int, list[str]] = {}
+
+            async def read(i: int) -> None:
+                texts[i] = (await ocr.predict(image)).texts
+
+            for i in range(2):
+                group.start_soon(read, i)
+        assert texts == {0: LINES, 1: LINES}
+        await ocr.models["rec"].aclose()
+        with pytest.raises(aioinfer.ClosedError):  # as it is, not in an exception group
+            await ocr.predict(image)
+        assert ocr.stats().failed == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_cancelled_load_closes_the_models_that_loaded(monkeypatch, anyio_backend):
+    made = []
+    real = _ocr.load_model
+
+    async def spy(*args, **kwargs):  # calls through: the first model loads for real, then the caller gives up
+        made.append(await real(*args, **kwargs))
+        scope.cancel()
+        return made[-1]
+
+    monkeypatch.setattr(_ocr, "load_model", spy)
+    with anyio.CancelScope() as scope:
+        await tasks.load(None, task="ocr")
+    assert scope.cancelled_caught
+    assert made and all(m.closed for m in made)
+
+
+@pytest.mark.anyio
+async def test_all_in_order_gives_results_in_order_and_the_first_error_as_it_is():
+    ran, ended = anyio.Event(), []
+
+    async def waits_for(event: anyio.Event) -> str:
+        try:
+            await event.wait()
+        except anyio.get_cancelled_exc_class():
+            ended.append("cancelled")
+            raise
+        ended.append("finished")
+        return "first"
+
+    async def at_once(outcome: str | Exception) -> str:
+        ran.set()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    in_order = await _ocr._all_in_order([lambda: waits_for(ran), lambda: at_once("second")], cancel_rest=True)
+    assert in_order == ["first", "second"]  # in the order of the calls, not of their ends
+    first, second = ValueError("first"), KeyError("second")
+    never = anyio.Event()  # never set: a call waiting for it ends only when cancelled
+    for cancel_rest, outcome in ((True, "cancelled"), (False, "finished")):
+        ran = anyio.Event()  # set by the failing calls
+        blocked_on = never if cancel_rest else ran
+        ended.clear()
+        calls = [lambda: at_once(first), functools.partial(waits_for, blocked_on), lambda: at_once(second)]
+        with anyio.fail_after(30), pytest.raises(ValueError) as caught:
+            await _ocr._all_in_order(calls, cancel_rest=cancel_rest)
+        assert caught.value is first  # the first call's error itself, not an exception group
+        assert ended == [outcome]  # the rest cancelled, or run to its end

@@ -10,7 +10,10 @@ import models
 import numpy as np
 import pytest
 
+import aioinfer
 from aioinfer import tasks
+
+pytestmark = pytest.mark.anyio
 
 
 async def test_class_map_is_resized_back_to_the_image():
@@ -57,3 +60,19 @@ async def test_class_map_of_scores_or_ids_matches_numpy(head):
         np.testing.assert_array_equal(
             larger.class_map, cv2.resize(expected, (28, 20), interpolation=cv2.INTER_NEAREST)
         )
+
+
+async def test_a_loaded_model_segments_as_the_same_model_loaded_by_the_task():
+    # the task cannot build its arg-max into a model loaded already: it runs on the scores in Python
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:, :32] = (255, 0, 0)
+    image[:, 32:] = (0, 0, 255)
+    image[20:30] = (0, 200, 0)
+    async with tasks.load(models.identity_image(), task="segmentation", config=models.EXACT) as seg:
+        want = await seg.predict(image)
+    model = await aioinfer.load(models.identity_image(), device="CPU", config=models.EXACT)
+    async with tasks.load(model, task="segmentation") as seg:
+        assert seg.model.info.outputs[0].shape == (1, 3, 32, 32)  # the scores, not ids
+        got = await seg.predict(image)
+    np.testing.assert_array_equal(got.class_map, want.class_map)
+    assert set(np.unique(got.class_map)) == {0, 1, 2}

@@ -14,6 +14,8 @@ from aioinfer import tasks
 from aioinfer.tasks import _settings
 from aioinfer.tasks._settings import Setting, Settings
 
+pytestmark = pytest.mark.anyio
+
 SPECS = {
     "conf_threshold": Setting(0.25, 0.0, 1.0),
     "max_detections": Setting(300, 1, 1000),

@@ -4,13 +4,15 @@ drops the oldest frame with ``drop="oldest"``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import threading
 import time
 from collections import deque
 from typing import Literal
 
+import anyio
+
+from .._bridge import Bridge, Future
 from .._errors import FrameError
 from ._frame import Frame
 
@@ -22,15 +24,17 @@ class Buffer:
     task for async sources) to the consumer on the event loop. Bounded: when full, the reader waits,
     or with ``drop="oldest"`` the oldest buffered frame is discarded and counted."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int, drop: bool) -> None:
-        self._loop = loop
+    def __init__(self, bridge: Bridge, capacity: int, drop: bool) -> None:
+        self.bridge = bridge  # the loop (or run) of the consumer
+        # trio resumes a waiter whose result came before its cancellation: it checks again
+        self._recheck = bridge.backend != "asyncio"
         self._capacity = capacity
         self._drop = drop
         self._cond = threading.Condition()
         self._items: deque[Frame | FrameError] = deque()
         self._end: BaseException | None = None  # StopAsyncIteration or the reader's error
-        self._waiter: asyncio.Future[None] | None = None  # the consumer's, waiting for a frame
-        self._room: asyncio.Future[None] | None = None  # the reader task's, waiting for room
+        self._waiter: Future[None] | None = None  # the consumer's, waiting for a frame
+        self._room: Future[None] | None = None  # the reader task's, waiting for room
         self._open = False  # the reader has opened its source
         self.stopped = threading.Event()
         self.read = self.failed = self.delivered = self.dropped = 0
@@ -63,8 +67,8 @@ class Buffer:
             with self._cond:
                 if self._drop or self.stopped.is_set() or len(self._items) < self._capacity:
                     break
-                room = self._room = self._loop.create_future()
-            await room
+                room = self._room = self.bridge.future()
+            await self._wait(room)
         return self.put(frame)
 
     def opened(self) -> bool:
@@ -94,9 +98,8 @@ class Buffer:
         with self._cond:
             waiters = [w for w in (self._waiter, self._room) if w is not None]
             self._waiter = self._room = None
-        for waiter in waiters:
-            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
-                self._loop.call_soon_threadsafe(_resolve, waiter)
+        for waiter in waiters:  # a loop that is gone has nobody waiting: nothing to wake
+            self.bridge.call_soon_threadsafe(functools.partial(_resolve, waiter))
 
     # event loop side
 
@@ -119,8 +122,16 @@ class Buffer:
                     raise StopAsyncIteration
                 if self._end is not None:
                     raise self._end
-                waiter = self._waiter = self._loop.create_future()
-            await waiter
+                waiter = self._waiter = self.bridge.future()
+            await self._wait(waiter)
+
+    async def _wait(self, waiter: Future[None]) -> None:
+        """Wait to be woken; a cancelled caller takes nothing from the buffer (on trio, whose
+        wake-up may have come before the cancellation, it checks it once more), so the frame stays
+        for the next consumer."""
+        await waiter
+        if self._recheck:
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def wait_opened(self) -> None:
         """Wait until the reader has opened its source, ended, or the consumer stopped (whichever
@@ -134,7 +145,7 @@ class Buffer:
                     if isinstance(self._end, StopAsyncIteration):
                         return
                     raise self._end
-                waiter = self._waiter = self._loop.create_future()
+                waiter = self._waiter = self.bridge.future()
             await waiter
 
     def buffered(self) -> int:
@@ -142,6 +153,6 @@ class Buffer:
             return len(self._items)
 
 
-def _resolve(waiter: asyncio.Future[None]) -> None:
+def _resolve(waiter: Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)

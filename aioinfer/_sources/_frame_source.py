@@ -3,7 +3,6 @@ opened and hands the frames over through the buffer; and how a source is named i
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator
@@ -12,7 +11,9 @@ from typing import Any
 import anyio
 from anyio.abc import AsyncResource
 
+from .. import _bridge
 from .._errors import FrameError
+from .._spawn import Task, spawn, wait
 from ._buffer import Buffer, Drop
 from ._frame import Frame, SourceStats
 from ._iterables import async_frames
@@ -52,7 +53,7 @@ class FrameSource(AsyncIterator[Frame], AsyncResource):
         self._live = live
         self._buffer: Buffer | None = None
         self._thread: threading.Thread | None = None
-        self._pump: asyncio.Task[None] | None = None
+        self._pump: Task | None = None
         self._opened = False
         self._stop_requested = False
         self._left_running = False  # the reader thread, stuck in OpenCV, was left to end on its own
@@ -80,12 +81,13 @@ class FrameSource(AsyncIterator[Frame], AsyncResource):
         return total
 
     async def open(self) -> FrameSource:
-        """Open the source (off the event loop) and start reading. Raises :class:`SourceError`."""
+        """Open the source (off the event loop) and start reading. Raises :class:`SourceError`; from
+        then on the source belongs to the running loop (or run): :class:`EventLoopError` elsewhere."""
         if self._opened:
             return self
         self._opened = True
-        loop = asyncio.get_running_loop()
-        self._buffer = Buffer(loop, self._capacity, self._drop == "oldest")
+        bridge = _bridge.current()
+        self._buffer = Buffer(bridge, self._capacity, self._drop == "oldest")
         if self._stop_requested:  # stopped (or closed) before it was opened: nothing to open
             self._buffer.stop()
             return self
@@ -94,7 +96,7 @@ class FrameSource(AsyncIterator[Frame], AsyncResource):
         else:
             assert self._items is not None
             frames = async_frames(self._items, self._selection, self._live)
-            self._pump = asyncio.ensure_future(pump(frames, self._buffer, self.name))
+            self._pump = spawn(bridge, pump, frames, self._buffer, self.name)
         return self
 
     async def _start_thread(self, reader: Reader, buffer: Buffer) -> None:
@@ -120,12 +122,16 @@ class FrameSource(AsyncIterator[Frame], AsyncResource):
         source goes on: the next call gives the frame after it. At the end, or when the source
         failed, the reader is released before ``StopAsyncIteration`` or the error is raised."""
         await self.open()
-        assert self._buffer is not None
+        buffer = self._buffer
+        assert buffer is not None
+        buffer.bridge.check("this frame source", "opened")
         try:
-            return await self._buffer.get()
-        except (asyncio.CancelledError, FrameError):  # the consumer's cancellation; one bad frame
+            return await buffer.get()
+        except FrameError:  # one bad frame
             raise
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()):  # the consumer's cancellation
+                raise
             await self._release()
             raise
 
@@ -136,24 +142,32 @@ class FrameSource(AsyncIterator[Frame], AsyncResource):
             self._buffer.stop()
 
     async def aclose(self) -> None:
-        """Stop reading, release the capture and wait for the reader to end. Idempotent."""
+        """Stop reading, release the capture and wait for the reader to end (even if the caller is
+        being cancelled). Idempotent."""
         self.stop()  # a source closed before it was opened opens to nothing
+        if self._buffer is not None:
+            self._buffer.bridge.check("this frame source", "opened")
         await self._release()
 
     async def _release(self) -> None:
         """Wait for the reader to end, at most ``STOP_GRACE_S`` once stopped: a reader thread
         still alive then is stuck in OpenCV (an open or a read it cannot interrupt) and is left to
-        end on its own, releasing the capture on its thread as soon as OpenCV returns."""
-        if self._pump is not None:
-            self._pump.cancel()
-            await asyncio.wait([self._pump])
-        if self._thread is not None and self._buffer is not None:
-            thread, stopped = self._thread, self._buffer.stopped
-            while thread.is_alive() and not stopped.is_set():  # the source ended or failed: it ends
-                await anyio.to_thread.run_sync(thread.join, STOP_GRACE_S, abandon_on_cancel=True)
-            if thread.is_alive() and not self._left_running:
-                await anyio.to_thread.run_sync(thread.join, STOP_GRACE_S, abandon_on_cancel=True)
-                self._left_running = thread.is_alive()  # stuck: not waited for again
+        end on its own, releasing the capture on its thread as soon as OpenCV returns. Shielded from
+        the caller's cancellation (this wait is bounded): a cancelled consumer still leaves nothing
+        running behind."""
+        with anyio.CancelScope(shield=True):
+            if self._pump is not None:
+                self._pump.cancel()
+                await wait([self._pump])
+            if self._thread is not None and self._buffer is not None:
+                await self._join(self._thread, self._buffer.stopped)
+
+    async def _join(self, thread: threading.Thread, stopped: threading.Event) -> None:
+        while thread.is_alive() and not stopped.is_set():  # the source ended or failed: it ends
+            await anyio.to_thread.run_sync(thread.join, STOP_GRACE_S, abandon_on_cancel=True)
+        if thread.is_alive() and not self._left_running:
+            await anyio.to_thread.run_sync(thread.join, STOP_GRACE_S, abandon_on_cancel=True)
+            self._left_running = thread.is_alive()  # stuck: not waited for again
 
     def stats(self) -> SourceStats:
         """Frames read, failed, delivered, dropped and buffered so far; outages survived and

@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
+import anyio
+
 from .._errors import SourceError
 from ._buffer import Buffer
 from ._frame import Frame
@@ -73,16 +75,22 @@ async def guard_source(
     reading: Awaitable[None], name: str, stopping: Callable[[], bool]
 ) -> BaseException | None:
     """Await ``reading``, a task's loop over source ``name``; return ``None`` when the source ended,
-    else what the consumer must raise (:func:`source_failure`). A CancelledError while ``stopping()``
-    is the consumer's own request and is re-raised; otherwise the source raised it on its own."""
+    else what the consumer must raise (:func:`source_failure`). A cancellation of the task itself is
+    re-raised: on trio any ``Cancelled`` (nothing else can raise one); on asyncio a CancelledError
+    while ``stopping()``, the consumer's own request (otherwise the source raised it on its own)."""
     try:
         await reading
-    except asyncio.CancelledError as exc:
-        if stopping():
-            raise
-        return source_failure(name, exc)
     except GeneratorExit:  # the task itself is being destroyed
         raise
     except BaseException as exc:  # the source failed: raised to the consumer at this position
-        return exc
+        if _cancels_the_task(exc, stopping):
+            raise
+        return source_failure(name, exc)
     return None
+
+
+def _cancels_the_task(exc: BaseException, stopping: Callable[[], bool]) -> bool:
+    cancelled = anyio.get_cancelled_exc_class()
+    if cancelled is asyncio.CancelledError:
+        return isinstance(exc, cancelled) and stopping()
+    return isinstance(exc, cancelled)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import warnings
@@ -17,7 +16,7 @@ import numpy as np
 from anyio.abc import AsyncResource
 
 from .. import _loading
-from .._errors import InputDtypeError, InputShapeError
+from .._errors import InputDtypeError, InputShapeError, SettingsError
 from .._mappable import Mappable
 from .._model import AsyncModel, ModelInfo
 from .._model import load as load_model
@@ -85,6 +84,8 @@ class Task(Mappable[P], AsyncResource):
     ``infer`` of the main model). :meth:`predict` chains them. Settings are read once per function
     call from ``self.settings_now`` so a concurrent update never mixes two versions in one step.
     :meth:`create` loads a model and makes the task (what :func:`aioinfer.tasks.load` calls).
+    A task owns its models: closing it closes them. It runs under asyncio, uvloop and trio, in the
+    event loop its models were loaded in.
     """
 
     name: ClassVar[str] = "task"
@@ -125,6 +126,10 @@ class Task(Mappable[P], AsyncResource):
         """Read ``model`` (a path, bytes or ``openvino.Model``), compile it with
         :func:`aioinfer.load` (``device`` and ``load_kwargs``: ``num_requests``, ``config``,
         ``reshape``, ...) and return ``cls(model, labels=..., settings=..., max_threads=...)``.
+        ``model`` may also be a model loaded already (an :class:`~aioinfer.AsyncModel`, local or
+        remote: ``aioinfer.load("http://...")``): it is used as it is (load options raise
+        :class:`SettingsError`) and handed to the task, which closes it when closed (or at once
+        if the task cannot be made).
 
         ``labels``: a list, a ``{id: name}`` mapping or a file, else the model's runtime info.
         ``settings`` are checked against :attr:`settings_spec` before anything is compiled. This is
@@ -132,6 +137,14 @@ class Task(Mappable[P], AsyncResource):
         base signature works there as it is; one that takes other arguments or several models
         overrides ``create`` (as :class:`ImageTask` and :class:`OCRTask` do).
         """
+        if isinstance(model, AsyncModel):
+            names, checked = await adopt(
+                model,
+                device,
+                load_kwargs,
+                lambda: (resolve_labels(labels), check_settings(cls.settings_spec, settings)),
+            )
+            return await cls.wrap(model, labels=names, settings=checked, max_threads=max_threads)
 
         def prepare() -> tuple[Any, tuple[str, ...], SettingsSource | None]:
             checked = check_settings(cls.settings_spec, settings)  # fail before the slow part
@@ -181,7 +194,7 @@ class Task(Mappable[P], AsyncResource):
             prediction = await self.run_sync("post_process", self.post_process, outputs, meta)
             outcome = "completed"
             return prediction
-        except asyncio.CancelledError:
+        except anyio.get_cancelled_exc_class():  # a task's cancel(), a cancel scope: any backend's
             outcome = "cancelled"
             raise
         finally:
@@ -288,11 +301,35 @@ class Task(Mappable[P], AsyncResource):
         return _draw.draw(image, prediction)
 
     async def aclose(self) -> None:
-        """Close every model of the task (waiting for work already submitted). Idempotent."""
-        await asyncio.gather(*(m.aclose() for m in self.models.values()))
+        """Close every model of the task, at once (each waiting for its work already submitted).
+        Idempotent."""
+        async with anyio.create_task_group() as closing:
+            for model in self.models.values():
+                closing.start_soon(model.aclose)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.model.info.device}>"
+
+
+async def adopt(model: AsyncModel, device: str, options: Mapping[str, Any], prepare: Callable[[], T]) -> T:
+    """``prepare()``, run off the event loop, for a task about to be made around ``model``, a model
+    loaded already: :class:`SettingsError` unless ``device`` and the load ``options`` are the
+    defaults (``"AUTO"``, ``None``), as such a model runs as it is. The task owns ``model`` from
+    this call on: if this fails, ``model`` is closed."""
+    try:
+        given = sorted(key for key, value in options.items() if value is not None)
+        if device != "AUTO":
+            given.insert(0, "device")
+        if given:
+            raise SettingsError(
+                f"{model!r} is loaded already, so the options for loading it ({', '.join(given)}) do "
+                "not apply: pass them to aioinfer.load, or pass the model's path instead"
+            )
+        return await anyio.to_thread.run_sync(prepare)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await model.aclose()
+        raise
 
 
 def _as_bgr(given: Any) -> np.ndarray:

@@ -14,7 +14,7 @@ from .._outputs import Outputs
 from ._image_task import ImageTask
 from ._nms import nms
 from ._predictions import Box, DetectedObject, Detections, label_of
-from ._preprocess import PAD_ALIGNS, PAD_ORDERS, Normalization, Transform, as_batch, letterbox, stretch
+from ._preprocess import PAD_ALIGNS, PAD_ORDERS, Normalization, Transform, letterbox, stretch
 from ._settings import Setting
 
 Head = Literal["yolo", "ssd"]
@@ -108,7 +108,7 @@ class DetectionTask(ImageTask[Detections]):
     }
 
     @classmethod
-    def default_normalization(cls, model: ov.Model) -> Normalization:
+    def default_normalization(cls, model: ov.Model | AsyncModel) -> Normalization:
         if _model_head(model) == "yolo":
             return Normalization(scale=(255.0, 255.0, 255.0), rgb=True)
         return super().default_normalization(model)
@@ -148,7 +148,7 @@ class DetectionTask(ImageTask[Detections]):
             )
         else:
             resized, transform = stretch(image, self.input_size)
-        return as_batch(resized), (transform, image.shape[:2])
+        return self.to_input(resized), (transform, image.shape[:2])
 
     def post_process(self, outputs: Outputs, meta: tuple[Transform, tuple[int, int]]) -> Detections:
         transform, image_size = meta
@@ -194,6 +194,8 @@ def _head(shape: tuple[int, ...] | None) -> Head:
     return "yolo" if shape is None else head_of(shape)
 
 
-def _model_head(model: ov.Model) -> Head:
-    """The head of ``model``'s first output, by the same rule as the compiled model's."""
+def _model_head(model: ov.Model | AsyncModel) -> Head:
+    """The head of ``model``'s first output, by the same rule for a model read and one loaded."""
+    if isinstance(model, AsyncModel):
+        return _head(model.info.outputs[0].shape)
     return _head(TensorInfo.of(model.output(0)).shape)

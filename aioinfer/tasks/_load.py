@@ -9,7 +9,7 @@ from typing import Any, Literal, TypeVar, Union, overload
 import openvino as ov
 
 from .._errors import SettingsError
-from .._model import _Loading
+from .._model import AsyncModel, _Loading
 from ._base import Task
 from ._classification import ClassificationTask
 from ._detection import DetectionTask
@@ -19,8 +19,9 @@ from ._segmentation import SegmentationTask
 from ._settings import SettingsSource
 
 TaskT = TypeVar("TaskT", bound="Task[Any]")
-# a path, bytes or openvino.Model; for OCR also None (bundled) or a mapping of its models by role
-TaskModel = Union[str, "os.PathLike[str]", bytes, ov.Model, Mapping[str, Any], None]
+# a path, bytes, openvino.Model or a model loaded already (local or remote); for OCR also None
+# (bundled) or a mapping of its models by role
+TaskModel = Union[str, "os.PathLike[str]", bytes, ov.Model, AsyncModel, Mapping[str, Any], None]
 
 TASKS: dict[str, type[Task[Any]]] = {
     "classification": ClassificationTask,
@@ -106,7 +107,11 @@ def load(
     The result is typed as that task (``tasks.load(m, task="detection")`` gives a
     :class:`DetectionTask`, whose ``predict`` returns :class:`Detections`).
 
-    ``model``: a path, bytes or ``openvino.Model`` (what :func:`aioinfer.load` takes).
+    ``model``: a path, bytes or ``openvino.Model`` (what :func:`aioinfer.load` takes), or a model
+    loaded already (an :class:`~aioinfer.AsyncModel`, local or remote:
+    ``await aioinfer.load("http://host:8000/v2/models/NAME")``), used as it is and handed to the
+    task (closing the task closes it); load options such as ``device`` then raise
+    :class:`aioinfer.SettingsError`.
     ``labels``: a list, a ``{id: name}`` mapping or a file (else the model's runtime info).
     ``settings``: initial settings (a mapping or a YAML file's path), validated before loading;
     an unknown task, key or value raises :class:`aioinfer.SettingsError`.

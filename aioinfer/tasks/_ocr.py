@@ -15,14 +15,15 @@ recognizer's input width (``REC_MAX_WIDTH``, PaddleX's cap) and the lines in fli
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any, ClassVar, TypeVar
 
 import anyio
+import anyio.lowlevel
 import cv2
 import numpy as np
 import openvino as ov
@@ -53,6 +54,8 @@ CLS_HEIGHT, CLS_WIDTH = 48, 192
 PAD_VALUE = 127  # mid-grey: ~0 after normalization, like PP-OCR's zero padding
 LINE_Y_TOLERANCE = 10  # boxes whose tops differ by less than this many pixels are on one line
 MIN_BOX_SIDE = 3
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -323,21 +326,28 @@ class OCRTask(Task[TextResult]):
             _check_alphabet(ov_model, alphabet)
             return best_class_head(ov_model), alphabet
 
+        loaded: list[AsyncModel] = []
+
         async def prepare_and_load(role: str) -> tuple[AsyncModel, tuple[str, ...]]:
             ov_model, alphabet = await anyio.to_thread.run_sync(prepare, role)
-            return await load_model(ov_model, device=device, **load_kwargs), alphabet
+            loaded.append(await load_model(ov_model, device=device, **load_kwargs))
+            return loaded[-1], alphabet
 
-        jobs = {role: asyncio.ensure_future(prepare_and_load(role)) for role in sources}
         try:
-            # all at once; gather returns when every job is done, also when this call is cancelled
-            results = await asyncio.gather(*jobs.values(), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result  # the first error, once the others are done
-            loaded = {role: job.result()[0] for role, job in jobs.items()}
-            return cls(loaded, characters=jobs["rec"].result()[1], settings=checked, max_threads=max_threads)
+            # all at once; a failure is raised once the others have loaded (a compile cannot be cut short)
+            results = await _all_in_order(
+                [partial(prepare_and_load, role) for role in sources], cancel_rest=False
+            )
+            # cancelled while every compile ran to its end: on any backend, no task, its models closed
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            by_role = dict(zip(sources, results, strict=True))
+            models = {role: made for role, (made, _) in by_role.items()}
+            return cls(models, characters=by_role["rec"][1], settings=checked, max_threads=max_threads)
         except BaseException:
-            await asyncio.gather(*(job.result()[0].aclose() for job in jobs.values() if _succeeded(job)))
+            with anyio.CancelScope(shield=True):  # closed also when this call was cancelled
+                async with anyio.create_task_group() as closing:
+                    for done in loaded:
+                        closing.start_soon(done.aclose)
             raise
 
     def pre_process(self, image: np.ndarray) -> tuple[np.ndarray, _Meta]:
@@ -411,13 +421,36 @@ class OCRTask(Task[TextResult]):
 async def _infer_lines(model: AsyncModel, inputs: list[Batch], count: int) -> list[Outputs]:
     """Every batch of ``inputs`` through ``model`` at once; the outputs of each of the ``count``
     lines (its rows of its batch's outputs), in line order."""
-    outs = await asyncio.gather(*(model.infer(batch.pixels) for batch in inputs))
+    outs = await _all_in_order([partial(model.infer, batch.pixels) for batch in inputs], cancel_rest=True)
     rows = {
         line: out.rows(row, row + 1)
         for batch, out in zip(inputs, outs, strict=True)
         for row, line in enumerate(batch.lines)
     }
     return [rows[line] for line in range(count)]
+
+
+async def _all_in_order(calls: Sequence[Callable[[], Awaitable[T]]], *, cancel_rest: bool) -> list[T]:
+    """The results of ``calls``, all run at once (in a task group: on any backend), in order. When
+    one raises, the first error (in the order they came) is raised as it is, not in a group, once the
+    others have ended: cancelled when ``cancel_rest``, else run to their end."""
+    results: dict[int, T] = {}
+    errors: dict[int, Exception] = {}
+
+    async def run(index: int, call: Callable[[], Awaitable[T]]) -> None:
+        try:
+            results[index] = await call()
+        except Exception as exc:  # cancellation is a BaseException: it goes on as it is
+            errors[index] = exc
+            if cancel_rest:
+                group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        for index, call in enumerate(calls):
+            group.start_soon(run, index, call)
+    if errors:
+        raise errors[min(errors)]
+    return [results[index] for index in range(len(calls))]
 
 
 def _prepare(
@@ -450,10 +483,6 @@ def _upright_rec_inputs(
 ) -> list[Batch]:
     """The recognizer's inputs, upside-down crops turned over."""
     return _rec_inputs(_upright(crops, probs, cfg["cls_thresh"]), cfg)
-
-
-def _succeeded(job: asyncio.Future[Any]) -> bool:
-    return job.done() and not job.cancelled() and job.exception() is None
 
 
 def _check_alphabet(rec: ov.Model, alphabet: Sequence[str]) -> None:
