@@ -11,7 +11,6 @@ Errors end the call with the status a client expects: INVALID_ARGUMENT (bad inpu
 
 from __future__ import annotations
 
-import base64
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,19 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from starlette.exceptions import HTTPException
 
 from . import _codecs as codecs
 from . import _oip as oip
 from . import _oip_routes as routes
 from ._errors import AioInferError, DecodeError
-from ._oip_descriptor import FILE_DESCRIPTOR_SET
+from ._oip_proto import CONTENTS, SERVICE, messages
 
 if TYPE_CHECKING:
     from ._app import Service
 
-SERVICE = "inference.GRPCInferenceService"
 _CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     404: grpc.StatusCode.NOT_FOUND,
@@ -40,33 +37,7 @@ _CODES = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-# the repeated field of InferTensorContents that carries each datatype (FP16 only as raw bytes)
-_CONTENTS = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
 _METHODS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer")
-
-
-@functools.cache
-def messages() -> dict[str, Any]:
-    """The protocol's message classes by name (``ModelInferRequest``, ...), from a private pool."""
-    files = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(FILE_DESCRIPTOR_SET))
-    pool = descriptor_pool.DescriptorPool()
-    for file in files.file:
-        pool.Add(file)
-    package = pool.FindFileByName("oip.proto")
-    return {name: message_factory.GetMessageClass(d) for name, d in package.message_types_by_name.items()}
 
 
 class InferenceService:
@@ -103,8 +74,9 @@ class InferenceService:
             decode = functools.partial(decode_inputs, expected=expected, limit=service.max_decoded_bytes)
             inputs = await service.off_loop(inline, decode, request)
             wanted = [o.name for o in request.outputs] or None
-            outputs = await routes.run_request(service, inputs, wanted, inline)
-            return self._response(service.name, request.id, outputs)
+            outputs = await routes.run_request(service, inputs, wanted, inline, parameters(request))
+            small = sum(a.nbytes for a in outputs.values()) <= codecs.OFF_LOOP_BYTES[codecs.JSON]
+            return await service.off_loop(small, self._response, service.name, request.id, outputs)
 
     def _response(self, model: str, request_id: str, outputs: Mapping[str, np.ndarray]) -> Any:
         """Every output as raw bytes (``raw_output_contents``), as Triton answers."""
@@ -158,6 +130,16 @@ class InferenceService:
         return run
 
 
+def parameters(message: Any) -> dict[str, Any]:
+    """A message's ``parameters`` map as plain values (unset ones left out)."""
+    values: dict[str, Any] = {}
+    for key, param in message.parameters.items():
+        choice = param.WhichOneof("parameter_choice")
+        if choice is not None:
+            values[key] = getattr(param, choice)
+    return values
+
+
 def decode_inputs(request: Any, *, expected: Mapping[str, Any], limit: int) -> dict[str, np.ndarray]:
     """The inputs of a ``ModelInferRequest`` by name, from ``raw_input_contents`` (one per input,
     each exactly its shape's size) or typed ``contents`` (exactly its shape's count), each checked
@@ -195,7 +177,7 @@ def _raw(name: str, data: bytes, dtype: np.dtype, shape: list[int], nbytes: int)
 
 def _typed(tensor: Any, dtype: np.dtype, shape: list[int]) -> np.ndarray:
     kind = oip.datatype(dtype)
-    field = _CONTENTS.get(kind)
+    field = CONTENTS.get(kind)
     if field is None:
         raise DecodeError(f"input {tensor.name!r}: send {kind} as raw_input_contents")
     values = getattr(tensor.contents, field)

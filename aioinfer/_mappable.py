@@ -21,6 +21,10 @@ class Mappable(Generic[T]):
     def _map_target(self) -> tuple[Callable[[Any], Awaitable[T]], int]:
         raise NotImplementedError
 
+    def _session_target(self) -> tuple[Callable[[Any], Awaitable[T]], Callable[[], object]]:
+        """What ``map(session=True)`` awaits per item, and what ends its session."""
+        raise TypeError(f"{type(self).__name__}.map takes no session=True: only a model has sessions")
+
     def map(
         self,
         items: Iterable[Any] | AsyncIterable[Any],
@@ -29,21 +33,36 @@ class Mappable(Generic[T]):
         ordered: bool = True,
         return_exceptions: bool = False,
         progress: bool = False,
+        session: bool = False,
     ) -> MapIterator[T]:
         """Run every item of a sync or async iterable (an image, a :class:`Frame`, or inputs) with
         at most ``max_in_flight`` read and not yet yielded (default: twice the model's requests).
 
         Yields :class:`MapResult` in input order (``ordered=True``) or as completed;
         ``progress=True`` shows a tqdm bar. See :func:`amap` for the whole contract.
+        ``session=True`` (a model's map) runs the whole stream through one session
+        (:meth:`AsyncModel.session`), one item at a time, in order: a stateful model's stream; the
+        session ends with the map.
         """
-        from ._map import amap  # the frame and progress layers, loaded once a map is made
+        from ._map import MapIterator  # the frame and progress layers, loaded once a map is made
 
-        fn, requests = self._map_target()
-        return amap(
+        on_finish = None
+        if session:
+            if max_in_flight not in (None, 1):
+                raise ValueError(
+                    f"session=True runs one item at a time, in order; got max_in_flight={max_in_flight}"
+                )
+            fn, on_finish = self._session_target()
+            max_in_flight = 1
+        else:
+            fn, requests = self._map_target()
+            max_in_flight = max_in_flight or 2 * requests
+        return MapIterator(
             fn,
             items,
-            max_in_flight=max_in_flight or 2 * requests,
+            max_in_flight=max_in_flight,
             ordered=ordered,
             return_exceptions=return_exceptions,
             progress=progress,
+            on_finish=on_finish,
         )

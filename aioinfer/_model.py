@@ -13,11 +13,13 @@ import openvino as ov
 from anyio.abc import AsyncResource
 
 from . import _loading, _reaper
+from ._errors import SessionError
 from ._inputs import InputAdapter, Inputs, TensorInfo
 from ._mappable import Mappable
 from ._outputs import Outputs
 from ._pool import RequestPool
 from ._runner import Arrays
+from ._session import Session, SessionCalls
 from ._stats import Stats
 
 DEFAULT_HINT = "THROUGHPUT"
@@ -36,6 +38,8 @@ class ModelInfo:
     config: dict[str, Any] = field(default_factory=dict)
     # the float precision the model really computes in ("f32", "bf16", "f16"), None if unknown
     precision: str | None = None
+    # it keeps state between calls (ReadValue/Assign): call it in a session (AsyncModel.session)
+    stateful: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
@@ -48,6 +52,7 @@ class ModelInfo:
             "num_requests": self.num_requests,
             "config": dict(self.config),
             "precision": self.precision,
+            "stateful": self.stateful,
         }
 
 
@@ -74,6 +79,7 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
         # always dies in a request's destructor, which releases the GIL. The compiled model's own
         # destructor keeps it while joining the device's threads, and one of those (AUTO) may need
         # it to release a callback: a freeze (see _reaper.py)
+        _reaper.start()  # before any request exists that may have to be buried
         self._keeper = compiled.create_infer_request()
         n = num_requests or _optimal_requests(compiled)
         outputs = tuple(TensorInfo.of(p) for p in compiled.outputs)
@@ -97,6 +103,7 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
             num_requests=n,
             config=_compile_config(compiled),
             precision=precision or _loading.used_precision(compiled),
+            stateful=bool(self._keeper.query_state()),
         )
 
     async def infer(self, inputs: Inputs, *, timeout: float | None = None) -> Outputs:
@@ -106,8 +113,10 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
         Waits FIFO for a free request; raises :class:`QueueFull` at once when ``max_queue`` callers
         already wait, :class:`InferTimeout` after ``timeout`` seconds, an :class:`InputError` for
         inputs that do not fit the model, :class:`InferenceError` if the device fails. Cancelling
-        the caller drops the job, or cancels it on the device, and frees its request.
+        the caller drops the job, or cancels it on the device, and frees its request. A model with
+        state raises :class:`SessionError`: call it through :meth:`session`.
         """
+        self._stateless()
         return await self._pool.run(self._adapter(inputs), timeout)
 
     __call__ = infer
@@ -119,10 +128,37 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
 
     async def run_adapted(self, arrays: Arrays, timeout: float | None = None) -> Outputs:
         """The second half of :meth:`infer`, for ``arrays`` made by :meth:`adapt` (not checked again)."""
+        self._stateless()
         return await self._pool.run(arrays, timeout)
+
+    def session(self, *, timeout: float | None = None) -> _Loading[Session]:
+        """Reserve one infer request for a stream of calls that share the model's state (reset at
+        the start): ``async with model.session() as s: y = await s.infer(x)``. Other callers keep the
+        rest of the pool. At most ``num_requests`` sessions at once: more wait FIFO with the other
+        callers (:class:`QueueFull` beyond ``max_queue``, :class:`InferTimeout` after ``timeout``
+        seconds). However a session ends (exit, cancellation, abandoned), its request goes back to
+        the pool; the next session resets its state. Works for any model (one without state simply
+        keeps its calls on one request, in order)."""
+
+        async def reserve() -> Session:
+            return Session(self, self._pool, await self._pool.reserve(timeout))
+
+        return _Loading(reserve)
+
+    def _stateless(self) -> None:
+        if self.info.stateful:
+            raise SessionError(
+                f"model {self.info.name!r} keeps state between calls (ReadValue/Assign): call it in "
+                "a session, `async with model.session() as s: await s.infer(x)`, so that each stream "
+                "keeps its own state"
+            )
 
     def _map_target(self) -> tuple[Callable[[Any], Awaitable[Outputs]], int]:
         return self.infer, self.info.num_requests
+
+    def _session_target(self) -> tuple[Callable[[Any], Awaitable[Outputs]], Callable[[], object]]:
+        calls = SessionCalls(self)
+        return calls, calls.end
 
     def stats(self) -> Stats:
         """Counters (submitted, completed, failed, cancelled, rejected, in flight, queued) and
@@ -209,8 +245,22 @@ def load(
     no other request may run on ``model.compiled`` (OpenVINO's CPU plugin can then write a copied
     input into the last shared array).
 
+    ``model`` may also be the URL of a model on an Open Inference Protocol server (aioinfer's,
+    Triton, OpenVINO Model Server, KServe, MLServer): ``http(s)://host:port/v2/models/NAME``
+    (``/versions/V`` optional) or ``grpc://host:port/NAME``. The result has the same API, checks
+    inputs against the server's metadata before sending them, keeps at most ``num_requests``
+    requests in flight (default 64) and ``max_queue`` callers waiting; ``config`` then holds the
+    client's options (see :func:`aioinfer._remote.load_url`) and the other arguments must be left
+    at their defaults.
+
     Use as ``model = await load(...)`` or ``async with load(...) as model``.
     """
+    if isinstance(model, str) and "://" in model:  # a model on an inference server
+        if (device, cache_dir, reshape, share_inputs, precision) != ("AUTO", None, None, False, None):
+            raise ValueError("a remote model takes only num_requests, max_queue and config")
+        from ._remote import load_url
+
+        return load_url(model, num_requests=num_requests, max_queue=max_queue, config=config)
     cfg = _loading.with_precision({"PERFORMANCE_HINT": DEFAULT_HINT, **(config or {})}, precision)
     if cache_dir is not None:
         cfg["CACHE_DIR"] = str(Path(cache_dir))

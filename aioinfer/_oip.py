@@ -73,6 +73,7 @@ class InferRequest:
     outputs: list[str] | None
     binary: dict[str, bool]
     binary_default: bool
+    parameters: dict[str, Any]  # the request's own (e.g. sequence_id)
 
 
 def decode_request(
@@ -132,7 +133,8 @@ def _request(payload: dict[str, Any], inputs: dict[str, np.ndarray]) -> InferReq
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise DecodeError(f'"id" must be a string, got {type(request_id).__name__}')
-    return InferRequest(request_id, inputs, outputs, binary, bool(params.get("binary_data_output", False)))
+    binary_default = bool(params.get("binary_data_output", False))
+    return InferRequest(request_id, inputs, outputs, binary, binary_default, params)
 
 
 def encode_response(
@@ -294,12 +296,14 @@ def _bytes_from_json(name: str, data: list[Any], shape: list[int]) -> np.ndarray
     return elements.reshape(shape)
 
 
-def _check_integers(name: str, dtype: np.dtype, parsed: np.ndarray) -> None:
-    """DecodeError unless the JSON values ``parsed`` (numpy's own reading of them) are integers: a
-    1.5 or a true sent for an integer input would be truncated or cast without a word."""
-    if parsed.dtype.kind not in "iu":
-        found = {"f": "numbers with a fraction or exponent", "b": "booleans"}.get(
-            parsed.dtype.kind, "other values"
+def _check_integers(name: str, dtype: np.dtype, data: list[Any]) -> None:
+    """DecodeError unless the JSON values ``data`` are all integers: a 1.5 or a true sent for an
+    integer input (even one true among integers, which numpy reads as 1) would be truncated or cast
+    without a word. (Asked for the values' own type, numpy reads a UINT64 beyond 2**63 as float.)"""
+    wrong = next((v for v in np.array(data, dtype=object).ravel() if type(v) is not int), None)
+    if wrong is not None:
+        found = {float: "numbers with a fraction or exponent", bool: "booleans"}.get(
+            type(wrong), "other values"
         )
         raise DecodeError(f"input {name!r}: {datatype(dtype)} data must be integers, got {found}")
 
@@ -313,7 +317,7 @@ def _from_json(name: str, data: Any, dtype: np.dtype, shape: list[int]) -> np.nd
         return _bytes_from_json(name, data, shape)
     try:
         if dtype.kind in "iu":
-            _check_integers(name, dtype, np.array(data))
+            _check_integers(name, dtype, data)
         array = np.array(data, dtype=object if dtype.kind == "b" else dtype).ravel()
     except (TypeError, ValueError, OverflowError) as exc:
         raise DecodeError(f"input {name!r}: data is not an array of {datatype(dtype)}: {exc}") from None

@@ -8,6 +8,7 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import numpy as np
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,11 +24,13 @@ from ._errors import (
     DecodeError,
     InferTimeout,
     QueueFull,
+    SessionError,
     TooLargeError,
 )
 from ._images import decode_image
 from ._inputs import TensorInfo
 from ._outputs import Outputs
+from ._sequences import sequence_params
 
 if TYPE_CHECKING:
     from ._app import Service
@@ -81,7 +84,7 @@ class OipRoutes:
         )
         small = len(body) <= codecs.OFF_LOOP_BYTES[codecs.JSON]
         parsed = await service.off_loop(small, decode, body, request.headers.get(oip.HEADER_LENGTH))
-        selected = await run_request(service, parsed.inputs, parsed.outputs, small)
+        selected = await run_request(service, parsed.inputs, parsed.outputs, small, parsed.parameters)
         encode = functools.partial(oip.encode_response, max_decoded_bytes=service.max_decoded_bytes)
         small = sum(a.nbytes for a in selected.values()) <= codecs.OFF_LOOP_BYTES[codecs.JSON]
         content, header_length = await service.off_loop(small, encode, service.name, parsed, selected)
@@ -148,12 +151,20 @@ def model_metadata(service: Service) -> dict[str, Any]:
 
 
 async def run_request(
-    service: Service, inputs: dict[str, np.ndarray], wanted: list[str] | None, inline: bool
+    service: Service,
+    inputs: dict[str, np.ndarray],
+    wanted: list[str] | None,
+    inline: bool,
+    parameters: Mapping[str, Any],
 ) -> dict[str, np.ndarray]:
     """The outputs ``wanted`` (all if ``None``) of decoded ``inputs`` run on the model (checked
-    here if ``inline``, else on a worker thread), or of a task's predictions."""
+    here if ``inline``, else on a worker thread; in a sequence if ``parameters`` name one), or of a
+    task's predictions."""
+    sequence = sequence_params(parameters)
     if service.task is None:
-        outputs = await service.infer_named(inputs, inline)
+        outputs = await service.infer_named(inputs, inline, sequence)
+    elif sequence is not None:
+        raise SessionError(f"model {service.name!r} is a task and keeps no state: send no sequence_id")
     else:
         if oip.TASK_INPUT.name not in inputs:
             raise DecodeError(f"send the images as the BYTES input {oip.TASK_INPUT.name!r}")
@@ -163,13 +174,30 @@ async def run_request(
 
 async def _predict(service: Service, images: np.ndarray) -> Outputs:
     """Each encoded image's prediction as JSON bytes, in the images' shape: decoded within
-    ``max_pixels`` one at a time on a worker thread, predicted in turn."""
-    answers = np.empty(images.size, np.object_)
-    with service.admit():
-        for i, blob in enumerate(images.ravel().tolist()):
+    ``max_pixels`` on worker threads and predicted, as many at once as the model has requests. The
+    first image that fails fails the request (its error names it)."""
+    blobs = images.ravel().tolist()
+    answers = np.empty(len(blobs), np.object_)
+    limiter = anyio.CapacityLimiter(service.require_model().info.num_requests)
+    failed: list[Exception] = []
+
+    async def answer(i: int, blob: bytes, scope: anyio.CancelScope) -> None:
+        async with limiter:
             decode = functools.partial(decode_image, max_pixels=service.max_pixels, name=f"image {i}")
-            prediction = await service.predict(await service.in_thread(decode, blob))
+            try:
+                prediction = await service.predict(await service.in_thread(decode, blob))
+            except Exception as exc:
+                failed.append(exc)
+                scope.cancel()
+                return
             answers[i] = codecs.dump_json(prediction.to_dict())
+
+    with service.admit():
+        async with anyio.create_task_group() as tg:
+            for i, blob in enumerate(blobs):
+                tg.start_soon(answer, i, blob, tg.cancel_scope)
+    if failed:
+        raise failed[0]
     name = oip.TASK_OUTPUT.name
     return Outputs([answers.reshape(images.shape)], [name], {name: 0})
 

@@ -212,3 +212,17 @@ def needs_three_rows() -> ov.Model:
     threes = ops.reshape(x, ops.constant(np.array([3, -1], np.int64)), False)
     y = ops.reshape(threes, ops.constant(np.array([-1, 4], np.int64)), False)
     return ov.Model([_named(y, "y")], [x], "needs_three_rows")
+
+
+def accumulator(width: int = 4) -> ov.Model:
+    """A stateful model: ``state += x; y = state`` (x and y: f32 [1, width]), its state a
+    ReadValue/Assign variable ``acc`` that starts at zero: each stream sees its own running sum."""
+    from openvino.op.util import Variable, VariableInfo
+
+    info = VariableInfo()
+    info.data_shape, info.data_type, info.variable_id = ov.PartialShape([1, width]), ov.Type.f32, "acc"
+    variable = Variable(info)
+    x = ops.parameter([1, width], np.float32, name="x")
+    total = ops.add(ops.read_value(ops.constant(np.zeros((1, width), np.float32)), variable), x)
+    y = _named(total, "y")
+    return ov.Model(results=[ops.result(y)], sinks=[ops.assign(total, variable)], parameters=[x], name="acc")

@@ -31,8 +31,13 @@ def test_integer_data_is_exact() -> None:
 
 @pytest.mark.parametrize(
     ("data", "words"),
-    [([1.5, 2, 3], "with a fraction"), ([1.0, 2, 3], "with a fraction"), ([True, False, True], "booleans")],
-    ids=["fraction", "float", "bool"],
+    [
+        ([1.5, 2, 3], "with a fraction"),
+        ([1.0, 2, 3], "with a fraction"),
+        ([True, False, True], "booleans"),
+        ([1, True, 3], "booleans"),  # numpy alone reads this as [1, 1, 3]
+    ],
+    ids=["fraction", "float", "bool", "one-bool-among-ints"],
 )
 def test_integer_inputs_refuse_values_that_are_not_integers(data: list[object], words: str) -> None:
     with pytest.raises(DecodeError, match=f"INT32 data must be integers, got .*{words}"):
@@ -42,3 +47,13 @@ def test_integer_inputs_refuse_values_that_are_not_integers(data: list[object], 
 def test_out_of_range_integers_are_refused() -> None:
     with pytest.raises(DecodeError, match="not an array of INT32"):
         decode([2**40, 0, 0])
+
+
+def test_uint64_beyond_int64_is_read_exactly() -> None:
+    body = json.dumps(
+        {"inputs": [{"name": "big", "shape": [3], "datatype": "UINT64", "data": [2**64 - 1, 1, 2**63]}]}
+    )
+    expected = {"big": TensorInfo("big", ("big",), (3,), "u64", np.dtype(np.uint64))}
+    request = decode_request(bytearray(body.encode()), None, max_decoded_bytes=2**20, expected=expected)
+    assert request.inputs["big"].dtype == np.uint64
+    assert request.inputs["big"].tolist() == [2**64 - 1, 1, 2**63]

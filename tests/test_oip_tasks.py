@@ -98,3 +98,30 @@ async def test_grpc_bytes_in_predictions_out(app):
         with pytest.raises(InferenceServerException) as caught:
             await client.infer("colors", [junk])
     assert caught.value.status() == "StatusCode.INVALID_ARGUMENT", caught.value.message()
+
+
+async def test_many_images_are_predicted_concurrently_in_order_and_one_bad_image_fails_the_request(app):
+    labels = [list(IMAGES)[i % 3] for i in range(24)]
+    async with serving(app) as http:
+        url = str(http.base_url).removeprefix("http://").rstrip("/")
+        async with aiohttpclient.InferenceServerClient(url) as client:
+            image = aiohttpclient.InferInput("image", [len(labels)], "BYTES")
+            image.set_data_from_numpy(np.array([IMAGES[k] for k in labels], np.object_), binary_data=True)
+            result = await client.infer("colors", [image])
+            assert top_labels(result.as_numpy("prediction")) == labels
+            blobs = [IMAGES[k] for k in labels]
+            blobs[17] = b"not an image"
+            image.set_data_from_numpy(np.array(blobs, np.object_), binary_data=True)
+            with pytest.raises(InferenceServerException) as caught:
+                await client.infer("colors", [image])
+            assert caught.value.status() == "400" and "image 17" in caught.value.message()
+            again = await client.infer("colors", [_one(IMAGES["red"])])
+            assert top_labels(again.as_numpy("prediction")) == ["red"]
+        stats = app.state.services["colors"].task.model.stats()
+        assert stats.in_flight == 0 and stats.queued == 0  # the failed request's others were not left behind
+
+
+def _one(blob: bytes) -> aiohttpclient.InferInput:
+    tensor = aiohttpclient.InferInput("image", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([blob], np.object_), binary_data=True)
+    return tensor

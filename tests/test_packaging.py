@@ -175,6 +175,7 @@ def test_a_missing_extra_raises_an_import_error_naming_the_pip_command(
         (["serve", "model.xml"], ["starlette"], "serve"),
         (["run", "--task", "ocr", "page.png"], ["rapidocr"], "ocr"),
         (["bench"], ["rapidocr"], "ocr"),
+        (["serve", "--task", "ocr"], ["rapidocr"], "ocr"),  # refused before the server starts
     ],
 )
 def test_a_command_whose_extra_is_missing_says_what_to_install_in_one_line(
