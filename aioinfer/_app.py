@@ -34,6 +34,7 @@ from ._errors import (
     InputError,
     NotBatchableError,
     QueueFull,
+    SessionError,
     SettingsError,
     TooLargeError,
     UnsupportedFormatError,
@@ -41,9 +42,12 @@ from ._errors import (
 from ._images import DEFAULT_MAX_PIXELS, decode_image
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ._model import AsyncModel
+from ._monitor import loop_stats, monitored
 from ._oip_routes import OipRoutes
 from ._outputs import Outputs
 from ._runner import Arrays, Runner
+from ._sequences import SequenceParams, Sequences
+from ._stats import Latency
 
 log = logging.getLogger("aioinfer.serve")
 
@@ -79,6 +83,7 @@ class Service:
         max_decoded_bytes: int,
         max_pixels: int,
         body_timeout: float | None,
+        sequence_idle_timeout: float = 60.0,
     ) -> None:
         if batching not in BATCHING:
             raise ValueError(f"batching must be one of {', '.join(map(repr, BATCHING))}, got {batching!r}")
@@ -96,12 +101,13 @@ class Service:
         self.max_decoded_bytes = check_positive("max_decoded_bytes", max_decoded_bytes, integer=True)
         self.max_pixels = check_positive("max_pixels", max_pixels, integer=True)
         self.body_timeout = check_optional("body_timeout", body_timeout)
+        self.sequences = Sequences(check_positive("sequence_idle_timeout", sequence_idle_timeout))
         self.model: AsyncModel | None = None
         self.task: Any = None
         self.batcher: Batcher | None = None
         self.runner: Runner | None = None  # what checks /v1/infer's inputs: the batcher or the model
         self.metrics = metrics or Metrics()
-        self._on_batch = self.metrics.add_model(name, self.queue_depth)
+        self._on_batch = self.metrics.add_model(name, self.queue_depth, self.stages)
         self.load_error: str | None = None
         self.loaded = asyncio.Event()  # set once loading succeeded or failed
         self._outstanding = 0  # requests with decoded inputs, waiting for or running on the model
@@ -133,7 +139,11 @@ class Service:
                 return
             finally:
                 self.loaded.set()
-            await stop.wait()
+            stack.callback(self.sequences.close)
+            while not stop.is_set():  # end idle sequences now and then
+                with anyio.move_on_after(self.sequences.idle_timeout / 4):
+                    await stop.wait()
+                self.sequences.expire()
 
     @property
     def ready(self) -> bool:
@@ -158,7 +168,9 @@ class Service:
         """Batch the model if the user declared it batch-separable (``on``) or the probe shows it is
         (``auto``); else serve it one request per inference, and say why in ``batching_reason``."""
         model = self.require_model()
-        if self.batching == "off" or self.max_batch_size == 1:
+        if model.info.stateful:
+            self.batching_reason = "the model keeps state: each sequence runs on its own request"
+        elif self.batching == "off" or self.max_batch_size == 1:
             setting = "batching='off'" if self.batching == "off" else "max_batch_size=1"
             self.batching_reason = f"turned off by the user ({setting})"
         else:
@@ -212,6 +224,14 @@ class Service:
         if self.model is None:
             return 0
         return (self.batcher.pending if self.batcher else 0) + self.model.stats().queued
+
+    def stages(self) -> dict[str, Latency]:
+        """Latency of each stage of recent work: the model's (``device``, ``await``), the task's."""
+        if self.model is None:
+            return {}
+        stats = self.model.stats()
+        stages = {"device": stats.device_ms, "await": stats.await_ms}
+        return stages | (self.task.stats().stages if self.task is not None else {})
 
     # -- serving ----------------------------------------------------------------------------------
 
@@ -271,15 +291,30 @@ class Service:
                 self._stop_batching(batcher, exc)
         return await self.require_model().run_adapted(arrays, timeout=self.timeout)
 
-    async def infer_named(self, inputs: dict[str, np.ndarray], inline: bool) -> Outputs:
+    async def infer_named(
+        self, inputs: dict[str, np.ndarray], inline: bool, sequence: SequenceParams | None = None
+    ) -> Outputs:
         """Check ``inputs`` (by input name) against the model (here if ``inline``, else on a worker
-        thread), then admit and run them as :meth:`infer` does."""
+        thread), then admit and run them as :meth:`infer` does, or in ``sequence``'s session."""
         await self.decided()
         runner = self.runner
         assert runner is not None
-        arrays = await self.off_loop(inline, runner.adapt, inputs)
+        model = self.require_model()
+        if sequence is None and not model.info.stateful:
+            arrays = await self.off_loop(inline, runner.adapt, inputs)
+            with self.admit():
+                return await self.infer(arrays)
+        if sequence is None or not model.info.stateful:
+            raise SessionError(
+                f"model {self.name!r} keeps state: send sequence_id (with sequence_start on a "
+                "sequence's first request and sequence_end on its last)"
+                if sequence is None
+                else f"model {self.name!r} keeps no state between requests: send no sequence_id"
+            )
+        arrays = await self.off_loop(inline, model.adapt, inputs)
         with self.admit():
-            return await self.infer(arrays)
+            async with self.sequences.session(model, sequence, self.timeout) as session:
+                return await session.run_adapted(arrays, timeout=self.timeout)
 
     async def predict(self, image: np.ndarray) -> Any:
         try:
@@ -389,6 +424,7 @@ class _Routes:
                     "body_timeout_s": self.s.body_timeout,
                 },
                 "stats": model.stats().to_dict(),
+                "loop": None if (loop := loop_stats()) is None else loop.to_dict(),
             }
         )
 
@@ -463,6 +499,8 @@ def create_app(
     max_decoded_bytes: int = 256 * 2**20,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     body_timeout: float | None = 30.0,
+    sequence_idle_timeout: float = 60.0,
+    monitor_loop: bool = True,
     max_delay_ms: float | None = None,
 ) -> Starlette:
     """An ASGI app serving ``model_or_task`` over HTTP (routes: see :mod:`aioinfer.asgi`).
@@ -503,6 +541,18 @@ def create_app(
     415, inputs that do not fit the model 422 with what was expected. Durations are in seconds and
     sizes in bytes (``max_delay_ms=``, in milliseconds, is a deprecated alias of ``max_delay``).
     Numbers that are not finite and positive raise ``ValueError`` naming the argument.
+
+    With ``monitor_loop`` (default), the app measures its event loop's lag while it runs (its
+    lifespan) with :func:`aioinfer.monitor_loop`'s defaults, or reports the monitor already watching
+    that loop: ``GET /metrics`` has the histogram ``aioinfer_loop_lag_seconds`` and the counter
+    ``aioinfer_loop_slow_events_total``, ``GET /v1/info`` the figures under ``loop``.
+
+    A model with state (ReadValue/Assign) is served in sequences, as Triton's sequence batcher does:
+    its ``/v2`` requests carry the parameters ``sequence_id``, ``sequence_start`` (first request:
+    a new session, the state reset) and ``sequence_end`` (last request); each sequence runs on its
+    own infer request, in the order its requests arrive, and one idle for
+    ``sequence_idle_timeout`` seconds is ended. Requests without them (or with them for a model
+    without state) answer 400.
     """
     sources = (
         dict(model_or_task)
@@ -525,6 +575,7 @@ def create_app(
         max_decoded_bytes=max_decoded_bytes,
         max_pixels=max_pixels,
         body_timeout=body_timeout,
+        sequence_idle_timeout=sequence_idle_timeout,
     )
     services = {key: Service(source, name=key, metrics=metrics, **limits) for key, source in sources.items()}
     service = next(iter(services.values()))
@@ -537,7 +588,8 @@ def create_app(
             asyncio.create_task(s.run(stop), name=f"aioinfer-service-{s.name}") for s in services.values()
         ]
         try:
-            yield
+            async with monitored() if monitor_loop else contextlib.nullcontext():
+                yield
         finally:
             stop.set()
             await asyncio.gather(*runners)

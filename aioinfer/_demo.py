@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ._map import MapResult
+from ._monitor import LoopStats, monitored
 from ._pipeline import Step, run_pipeline
 from ._sources import open_source
 from ._stats import Latency
@@ -76,7 +77,8 @@ def write_demo_video(path: str | os.PathLike[str], frames: int = DEMO_FRAMES, fp
 
 @dataclass
 class DemoReport:
-    """What a demo run did: frames, time, throughput, per-stage latency, accuracy on known text."""
+    """What a demo run did: frames, time, throughput, per-stage latency, accuracy on known text,
+    the event loop's lag."""
 
     source: str
     frames: int
@@ -85,6 +87,7 @@ class DemoReport:
     lines_expected: int | None
     lines_correct: int | None
     outputs: dict[str, Path] = field(default_factory=dict)
+    loop: LoopStats | None = None
 
     @property
     def fps(self) -> float:
@@ -99,6 +102,8 @@ class DemoReport:
         print("per-stage latency, ms (p50 / p95):", file=file)
         for stage, lat in self.stages.items():
             print(f"  {stage:<13} {lat.p50:9.1f} / {lat.p95:9.1f}", file=file)
+        if self.loop is not None:
+            print(self.loop.summary(), file=file)
         if self.lines_expected:
             share = 100 * (self.lines_correct or 0) / self.lines_expected
             print(f"lines read exactly: {self.lines_correct}/{self.lines_expected} ({share:.1f}%)", file=file)
@@ -131,7 +136,8 @@ async def run_demo(
     ``frames`` frames with known text) through the pipeline of ``aioinfer run --task ocr``, writing
     an annotated video and one JSON line per frame into ``output_dir``. ``frames`` caps how many
     frames are read from a given source; ``load_options`` (``device``, ``num_requests``,
-    ``config``) go to :func:`aioinfer.tasks.load`."""
+    ``config``) go to :func:`aioinfer.tasks.load`. The event loop's lag is measured meanwhile (by
+    the monitor already watching it, else by one of its own)."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     generated = source is None
@@ -144,6 +150,7 @@ async def run_demo(
         device = load_options.get("device", "AUTO")
         print(f"aioinfer demo: loading the PP-OCR models on {device}, reading {source}", file=sys.stderr)
     async with (
+        monitored() as monitor,
         open_source(source, count=frames) as frames_in,
         load_task(None, task="ocr", **load_options) as ocr,
     ):
@@ -157,6 +164,7 @@ async def run_demo(
             each=accuracy,
         )
         stages = ocr.stats().stages
+        loop = monitor.stats()
     return DemoReport(
         source=f"the generated video {source}" if generated else str(source),
         frames=done.frames,
@@ -165,6 +173,7 @@ async def run_demo(
         lines_expected=accuracy.expected if accuracy else None,
         lines_correct=accuracy.correct if accuracy else None,
         outputs=outputs,
+        loop=loop,
     )
 
 

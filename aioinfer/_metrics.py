@@ -1,30 +1,39 @@
 """Prometheus metrics of one app, in a registry of its own (several apps can live in one process),
-every series labelled by the ``model`` it is about (``""`` for routes about the whole server)."""
+every series labelled by the ``model`` it is about (``""`` for routes about the whole server), but
+those of the event loop serving them all: its lag, read from the loop's monitor when scraped."""
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import _monitor
+from ._stats import Latency
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+QUANTILES = ("0.5", "0.95", "0.99")  # of each stage's latency: Latency's p50, p95, p99
 # /v2/models/NAME[/versions/V][/ready|/infer]: counted under its template, NAME as the model label
 _V2_MODEL = re.compile(r"^/v2/models/([^/]+)(/versions/[^/]+)?(/ready|/infer)?$")
 
 
 class Metrics:
     """Requests by model, route and status, their latency, HTTP requests in flight, calls waiting
-    for each model, and the sizes of the batches run. :meth:`add_model` before serving a model."""
+    for each model, the sizes of the batches run, the latency of each stage of each model's recent
+    work, and the event loop's lag. :meth:`add_model` before serving a model."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.models: list[str] = []
+        self.stages: dict[str, Callable[[], Mapping[str, Latency]]] = {}
+        self.registry.register(_Scraped(self.stages))
         self.requests = Counter(
             "aioinfer_requests",
             "HTTP requests answered, by model, route and status code",
@@ -55,10 +64,14 @@ class Metrics:
             registry=self.registry,
         )
 
-    def add_model(self, name: str, queue_depth: Callable[[], float]) -> Callable[[float], None]:
-        """Serve the series of model ``name`` (its queue depth read from ``queue_depth``); returns
-        what observes the size of each of its batches."""
+    def add_model(
+        self, name: str, queue_depth: Callable[[], float], stages: Callable[[], Mapping[str, Latency]]
+    ) -> Callable[[float], None]:
+        """Serve the series of model ``name`` (its queue depth read from ``queue_depth``, the latency
+        of its stages from ``stages``, both when scraped); returns what observes the size of each
+        of its batches."""
         self.models.append(name)
+        self.stages[name] = stages
         self.queue_depth.labels(name).set_function(queue_depth)
         return self.batch_size.labels(name).observe
 
@@ -78,6 +91,46 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _Scraped:
+    """The series computed when scraped (on the event loop): the loop's lag, from the monitor
+    watching it (none without one), and the latency percentiles of each model's stages."""
+
+    def __init__(self, stages: Mapping[str, Callable[[], Mapping[str, Latency]]]) -> None:
+        self.stages = stages
+
+    def collect(self) -> Iterator[Metric]:
+        monitor = _monitor.running()
+        if monitor is not None:
+            buckets, lag_sum = monitor.histogram()
+            yield HistogramMetricFamily(
+                "aioinfer_loop_lag_seconds",
+                "How late the event loop's heartbeat woke up: its lag (high when something blocks it)",
+                buckets=[(_bound(le), count) for le, count in buckets],
+                sum_value=lag_sum,
+            )
+            yield CounterMetricFamily(
+                "aioinfer_loop_slow_events",
+                "Heartbeats at least slow_threshold late: times something blocked the event loop",
+                value=monitor.stats().slow,
+            )
+        family = GaugeMetricFamily(
+            "aioinfer_stage_latency_seconds",
+            "Latency quantiles of each stage of a model's most recent work (device, await; a task's "
+            "pre_process, forward, post_process and its own)",
+            labels=["model", "stage", "quantile"],
+        )
+        for model, stages in self.stages.items():
+            for stage, latency in stages().items():
+                for quantile, ms in zip(QUANTILES, (latency.p50, latency.p95, latency.p99), strict=True):
+                    if ms is not None:
+                        family.add_metric([model, stage, quantile], ms / 1e3)
+        yield family
+
+
+def _bound(le: float) -> str:
+    return "+Inf" if le == float("inf") else repr(le)
 
 
 class MetricsMiddleware:

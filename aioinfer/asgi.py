@@ -10,7 +10,8 @@ Routes of :func:`create_app`:
   to the task's prediction as JSON.
 * ``GET /v1/info``; ``GET /v1/settings`` and ``PATCH /v1/settings`` (a JSON object) for a task.
 * ``GET /health/live``; ``GET /health/ready`` (200 once the model is compiled and batching decided, else 503).
-* ``GET /metrics``: Prometheus text.
+* ``GET /metrics``: Prometheus text: requests, their latency, queue depths, batch sizes, the latency
+  of each model's stages and the event loop's lag (``GET /v1/info`` has its figures under ``loop``).
 * The Open Inference Protocol (KServe v2) for every model by name: ``GET /v2``, ``/v2/health/live``,
   ``/v2/health/ready``, ``/v2/models/{name}[/versions/1][/ready]``, ``POST
   /v2/models/{name}[/versions/1]/infer`` (JSON and binary tensors; errors ``{"error": ...}``). With a

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from .._monitor import LoopStats, monitor_loop
 from .._pipeline import PipelineStats, open_step, run_pipeline
 from .._sources import SourceStats, is_live, open_source
 from . import add_model_options, add_task_options, model_options, parse_source, positive, task_options
@@ -48,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(args: argparse.Namespace, task_opts: dict[str, object]) -> tuple[PipelineStats, SourceStats]:
+async def _run(
+    args: argparse.Namespace, task_opts: dict[str, object]
+) -> tuple[PipelineStats, SourceStats, LoopStats]:
     source_arg = parse_source(args.source)
     drop = args.drop or ("oldest" if is_live(source_arg) else "none")
     frames = open_source(
@@ -60,7 +63,7 @@ async def _run(args: argparse.Namespace, task_opts: dict[str, object]) -> tuple[
         drop=None if drop == "none" else "oldest",
     )
     step = open_step(args.model, task=args.task, task_options=task_opts, **model_options(args))
-    async with frames as source, step as opened:
+    async with monitor_loop() as monitor, frames as source, step as opened:
         stats = await run_pipeline(
             opened,
             source,
@@ -69,12 +72,12 @@ async def _run(args: argparse.Namespace, task_opts: dict[str, object]) -> tuple[
             max_in_flight=args.max_in_flight,
             progress=not args.no_progress,
         )
-        return stats, source.stats()
+        return stats, source.stats(), monitor.stats()
 
 
-def _summary(stats: PipelineStats, source: SourceStats) -> None:
-    """The closing line: frames, time, fps; frames dropped, outages survived and reconnection
-    attempts of a live source when there were any."""
+def _summary(stats: PipelineStats, source: SourceStats, loop: LoopStats) -> None:
+    """The closing lines: frames, time, fps; frames dropped, outages survived and reconnection
+    attempts of a live source when there were any; the event loop's lag."""
     dropped = f", {stats.dropped} dropped" if stats.dropped else ""
     attempts = source.reconnect_attempts
     reconnects = f", {source.reconnects} reconnects ({attempts} attempts)" if attempts else ""
@@ -82,3 +85,4 @@ def _summary(stats: PipelineStats, source: SourceStats) -> None:
         f"{stats.frames} frames in {stats.seconds:.2f} s ({stats.fps:.1f} fps){dropped}{reconnects}",
         file=sys.stderr,
     )
+    print(loop.summary(), file=sys.stderr)

@@ -7,15 +7,20 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import openvino as ov
 
-from .. import _loading
+from .. import _install, _loading
+from .._monitor import monitor_loop
 from . import UsageError, add_model_options, add_task_options, model_options, positive, task_options
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 log = logging.getLogger("aioinfer.serve")
 
@@ -100,10 +105,29 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="seconds for a request body to arrive in full (408 beyond; default: 30)",
     )
     p.add_argument(
+        "--sequence-idle-timeout",
+        type=positive(float),
+        default=60.0,
+        help="seconds after which an idle sequence of a stateful model is ended (default: 60)",
+    )
+    p.add_argument(
         "--drain-timeout",
         type=positive(float, zero=True),
         default=30.0,
         help="seconds to finish requests in flight at shutdown (default: 30)",
+    )
+    p.add_argument(
+        "--loop-slow-ms",
+        type=positive(float),
+        default=100.0,
+        help="log a warning, with the stack it is stuck in, when the event loop is blocked this long, "
+        "milliseconds (default: 100)",
+    )
+    p.add_argument(
+        "--no-loop-monitor",
+        action="store_true",
+        help="do not measure the event loop's lag (by default: a heartbeat every 50 ms, its lag in "
+        "/metrics and /v1/info, and printed at exit)",
     )
     p.add_argument(
         "--log-level",
@@ -116,12 +140,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     from .._app import create_app
-    from .._server import serve
 
     task = task_options(args)  # usage errors before anything loads
     paths = model_paths([args.model, *args.more] if args.model else [])
     if args.task and len(paths) > 1:
         raise UsageError(f"--task serves one model; got {len(paths)}: {', '.join(paths)}")
+    if not paths:
+        _install.require("ocr")  # the bundled PP-OCR models: said before the server starts, not after
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
     sources = {name: _open(args, task, path) for name, path in paths.items()} or {
         "ocr": _open(args, task, None)
@@ -137,9 +162,12 @@ def run(args: argparse.Namespace) -> int:
         max_decoded_bytes=_count(args.max_decoded_mb, 2**20),
         max_pixels=_count(args.max_megapixels, 1e6),
         body_timeout=args.body_timeout,
+        monitor_loop=not args.no_loop_monitor,
+        sequence_idle_timeout=args.sequence_idle_timeout,
     )
     return asyncio.run(
-        serve(
+        _serve(
+            args,
             app,
             host=args.host,
             port=args.port,
@@ -148,6 +176,19 @@ def run(args: argparse.Namespace) -> int:
             grpc_port=args.grpc_port,
         )
     )
+
+
+async def _serve(args: argparse.Namespace, app: Starlette, **options: Any) -> int:
+    """Serve ``app`` with ``options`` (see :func:`aioinfer._server.serve`), the event loop's lag
+    measured meanwhile (unless ``--no-loop-monitor``) and printed at the end."""
+    from .._server import serve
+
+    if args.no_loop_monitor:
+        return await serve(app, **options)
+    async with monitor_loop(slow_threshold=args.loop_slow_ms / 1e3) as monitor:
+        code = await serve(app, **options)
+    print(monitor.stats().summary(), file=sys.stderr)
+    return code
 
 
 @contextlib.asynccontextmanager
