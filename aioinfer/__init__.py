@@ -23,11 +23,14 @@ from ._errors import (
     InputNameError,
     InputShapeError,
     ItemCancelledError,
+    LoopMonitorError,
     MissingExtraError,
     ModelLoadError,
     ModelNotFoundError,
     NotBatchableError,
     QueueFull,
+    ServerConnectionError,
+    SessionError,
     SettingsError,
     SourceError,
     TooLargeError,
@@ -39,7 +42,9 @@ from ._inputs import TensorInfo
 from ._install import OpenCVFlavourWarning
 from ._map import MapIterator, MapResult, MapStats, amap
 from ._model import AsyncModel, ModelInfo, load
+from ._monitor import LoopMonitor, LoopStats, loop_stats, monitor_loop
 from ._outputs import Outputs
+from ._session import Session
 from ._sinks import JsonlSink, VideoSink
 from ._sources import Frame, FrameSource, SourceStats, open_source
 from ._stats import Latency, Stats
@@ -69,6 +74,9 @@ __all__ = [
     "ItemCancelledError",
     "JsonlSink",
     "Latency",
+    "LoopMonitor",
+    "LoopMonitorError",
+    "LoopStats",
     "MapIterator",
     "MapResult",
     "MapStats",
@@ -80,6 +88,9 @@ __all__ = [
     "OpenCVFlavourWarning",
     "Outputs",
     "QueueFull",
+    "ServerConnectionError",
+    "Session",
+    "SessionError",
     "SettingsError",
     "SourceError",
     "SourceStats",
@@ -94,6 +105,8 @@ __all__ = [
     "amap",
     "bundled_model",
     "load",
+    "loop_stats",
+    "monitor_loop",
     "open_source",
     "tasks",
 ]

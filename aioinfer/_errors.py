@@ -28,7 +28,9 @@ __all__ = [
     "QueueFull",
     "InferTimeout",
     "ClosedError",
+    "ServerConnectionError",
     "EventLoopError",
+    "SessionError",
     "SourceError",
     "FrameError",
     "ItemCancelledError",
@@ -72,11 +74,12 @@ class ModelLoadError(AioInferError):
 
 
 class ModelNotFoundError(ModelLoadError, FileNotFoundError):
-    """The model path does not exist."""
+    """The model path does not exist, or the server of a model's URL does not serve that model
+    (it answered 404 or NOT_FOUND; ``detail`` is its message)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, detail: str = "") -> None:
         self.path = Path(path)
-        super().__init__(f"model not found: {str(path)!r}")
+        super().__init__(f"model not found: {str(path)!r}" + (f" ({detail})" if detail else ""))
 
 
 class WeightsNotFoundError(ModelLoadError, FileNotFoundError):
@@ -161,8 +164,25 @@ class ClosedError(AioInferError, RuntimeError):
     """The model (or stream) was closed: it takes no more work."""
 
 
+class ServerConnectionError(AioInferError, ConnectionError):
+    """The server of a remote model (``aioinfer.load("http://...")``) cannot be reached: the
+    connection was refused, the host name does not resolve, or the server went away during a call.
+    The message names the URL and the transport's own error."""
+
+
 class EventLoopError(AioInferError, RuntimeError):
     """A model was used from an event loop other than the one it was loaded in; it is left intact."""
+
+
+class LoopMonitorError(AioInferError, RuntimeError):
+    """``aioinfer.monitor_loop()`` was started in an event loop another monitor already watches (one
+    per loop: ``aioinfer.loop_stats()`` reads its figures), or one monitor was started twice."""
+
+
+class SessionError(AioInferError, RuntimeError):
+    """A model with state (ReadValue/Assign) was called outside a session, or a session was used
+    wrongly: after it ended, or after a call was given up mid-flight (its state is then unknown
+    until ``reset()``)."""
 
 
 class SourceError(AioInferError, OSError):

@@ -14,6 +14,11 @@ its own uvicorn subprocess on 127.0.0.1:
   Inference Protocol: ``/v2/models/cls/infer`` with JSON tensors, with the binary tensor data
   extension, and ``ModelInfer`` over gRPC (``raw_input_contents``, one channel per client);
 
+* client-triton, client-grpc, client-http - one ``aioinfer serve``-like OIP server (as ``oip-grpc``)
+  driven by one shared client object per variant: ``tritonclient.grpc.aio``, ``aioinfer.load(
+  "grpc://...")`` and ``aioinfer.load("http://...")``, in alternating rounds (``--rounds``) at the
+  largest ``--clients``, the median of each reported with the ratio to tritonclient;
+
 at 1, 16 and 64 concurrent clients (aiohttp, one connection each, a bounded number of requests),
 beside the model's own ceiling: ``openvino.AsyncInferQueue`` with batch-1 jobs, no HTTP, and the
 bound HTTP and inference sharing the cores set: 1 / (1/ceiling + 1/echo's requests/s).
@@ -21,6 +26,7 @@ bound HTTP and inference sharing the cores set: 1 / (1/ceiling + 1/echo's reques
 
     python benchmarks/bench_serve.py
     python benchmarks/bench_serve.py --requests 400 --clients 1 16 64 --json bench_serve.json
+    python benchmarks/bench_serve.py --variants client-triton client-grpc client-http --clients 64
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ import numpy as np
 SHAPES = {"cls": [1, 3, 48, 192], "rec": [1, 3, 48, 64]}  # ~1.6 ms and ~11 ms a job on 2 cores
 KIND = "cls"  # set from --model, in the harness and in each server subprocess
 SHAPE = SHAPES[KIND]
-VARIANTS = ("echo", "naive", "executor", "aioinfer", "batched", "oip-json", "oip-binary", "oip-grpc")
+SERVERS = ("echo", "naive", "executor", "aioinfer", "batched", "oip-json", "oip-binary", "oip-grpc")
+CLIENTS = ("client-triton", "client-grpc", "client-http")  # one shared client object, one OIP server
+VARIANTS = SERVERS + CLIENTS
 GRPC_OFFSET = 1000  # an OIP server's gRPC port: its HTTP port + this
 CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT"}
 
@@ -211,17 +219,63 @@ async def connection(url: str, variant: str):
         yield call
 
 
-async def load(url: str, clients: int, requests: int, variant: str = "echo") -> dict[str, float]:
-    """``requests`` requests in all from ``clients`` concurrent clients; requests/s, p50, p99 (ms)."""
+@contextlib.asynccontextmanager
+async def shared_client(url: str, variant: str, clients: int):
+    """One client object for all concurrent clients, as an application holds one: a coroutine
+    function sending one request through it, true if answered right."""
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    grpc_address = f"127.0.0.1:{int(url.rsplit(':', 1)[1]) + GRPC_OFFSET}"
+    if variant == "client-triton":
+        import tritonclient.grpc.aio as triton
+        from tritonclient.utils import InferenceServerException
+
+        client = triton.InferenceServerClient(grpc_address)
+        try:
+            output = (await client.get_model_metadata(KIND)).outputs[0].name
+            tensor = triton.InferInput("x", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x)
+
+            async def call_triton() -> bool:
+                try:
+                    return (await client.infer(KIND, [tensor])).as_numpy(output).shape[0] == 1
+                except InferenceServerException:
+                    return False
+
+            yield call_triton
+        finally:
+            await client.close()
+        return
+    import aioinfer
+
+    remote = f"grpc://{grpc_address}/{KIND}" if variant == "client-grpc" else f"{url}/v2/models/{KIND}"
+    async with aioinfer.load(remote, num_requests=clients) as model:
+
+        async def call_aioinfer() -> bool:
+            try:
+                return (await model.infer(x))[0].shape[0] == 1
+            except aioinfer.AioInferError:
+                return False
+
+        yield call_aioinfer
+
+
+@contextlib.asynccontextmanager
+async def given(call):
+    yield call
+
+
+async def load(url: str, clients: int, requests: int, variant: str = "echo", call=None) -> dict[str, float]:
+    """``requests`` requests in all from ``clients`` concurrent clients (each with its own
+    connection, or all through ``call``); requests/s, p50, p99 (ms)."""
     latencies: list[float] = []
     errors = 0
 
     async def client(n: int) -> None:
         nonlocal errors
-        async with connection(url, variant) as call:
+        async with given(call) if call is not None else connection(url, variant) as call_one:
             for _ in range(n):
                 t0 = time.perf_counter()
-                ok = await call()
+                ok = await call_one()
                 latencies.append((time.perf_counter() - t0) * 1e3)
                 errors += not ok  # one row back for the one sent
 
@@ -270,6 +324,36 @@ async def bench_variant(
             proc.wait()
 
 
+async def compare_clients(
+    variants: list[str], port: int, clients: int, requests: int, rounds: int
+) -> dict[str, dict[str, float]]:
+    """The client variants against one OIP server, in alternating rounds: each one's median round."""
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, __file__, "--serve", "oip-grpc", "--port", str(port), "--model", KIND]
+    proc = subprocess.Popen(command)
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    try:
+        await wait_ready(url, proc)
+        for _ in range(rounds):
+            for variant in variants:
+                async with shared_client(url, variant, clients) as call:
+                    runs[variant].append(await load(url, clients, requests, variant, call))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {v: sorted(r, key=lambda run: run["rps"])[len(r) // 2] for v, r in runs.items()}
+
+
+def report_clients(results: dict[str, dict[str, float]], clients: int) -> None:
+    print(f"model: PP-OCR {KIND} {SHAPE}; one OIP server, {clients} concurrent callers of one client")
+    print(f"{'client':<15}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}{'x triton':>10}")
+    triton = results.get("client-triton", {}).get("rps")
+    for variant, r in results.items():
+        ratio = f"{r['rps'] / triton:.2f}" if triton else "-"
+        row = f"{r['rps']:>8.0f}{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['errors']:>8.0f}{ratio:>10}"
+        print(f"{variant:<15}{row}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -286,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="servers to run"
     )
-    parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the client variants")
+    parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     global KIND, SHAPE
     KIND, SHAPE = args.model, SHAPES[args.model]
@@ -294,7 +379,17 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.serve, args.port)
         return 0
 
-    variants = ["echo", *(v for v in VARIANTS if v in args.variants and v != "echo")]
+    compared = [v for v in CLIENTS if v in args.variants]
+    if compared:
+        top = max(args.clients)
+        port = args.port + len(VARIANTS)
+        clients = asyncio.run(compare_clients(compared, port, top, args.requests, args.rounds))
+        report_clients(clients, top)
+        if args.json:
+            args.json.write_text(json.dumps({"clients": clients}, indent=2))
+    if not set(args.variants) & set(SERVERS):
+        return 0
+    variants = ["echo", *(v for v in SERVERS if v in args.variants and v != "echo")]
     results = {
         v: asyncio.run(bench_variant(v, args.port + VARIANTS.index(v), args.clients, args.requests))
         for v in variants
