@@ -32,8 +32,8 @@ _callback = threading.local()  # ``active`` while this thread runs one of aioinf
 
 def start() -> None:
     """Start the reaper thread if it is not running. Called where requests are made, never from
-    :func:`bury`: that may run in a destructor, in the garbage collector, while this very thread
-    holds ``threading``'s own locks that starting a thread takes (a freeze)."""
+    :func:`bury`: that runs in destructors, in the garbage collector, where starting a thread can
+    wait on what the collecting thread holds (a process froze so once, in ``Thread.start``)."""
     global _thread
     with _state:
         if _thread is None:
