@@ -70,7 +70,9 @@ class InferenceService:
             service.refuse_if_full()
             await service.decided()
             expected = routes.model_inputs(service)
-            inline = request.ByteSize() <= codecs.OFF_LOOP_BYTES[codecs.JSON]
+            # what costs is typed contents to convert: raw contents are only viewed (np.frombuffer)
+            typed = sum(tensor.contents.ByteSize() for tensor in request.inputs)
+            inline = typed <= codecs.OFF_LOOP_BYTES[codecs.JSON]
             decode = functools.partial(decode_inputs, expected=expected, limit=service.max_decoded_bytes)
             inputs = await service.off_loop(inline, decode, request)
             wanted = [o.name for o in request.outputs] or None

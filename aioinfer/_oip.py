@@ -82,7 +82,7 @@ def decode_request(
     """The request in ``body`` (a JSON header, then the binary data of the inputs that declare a
     ``binary_data_size`` if ``header_length`` is given), each input checked against the model's
     ``expected`` inputs by name (its datatype exactly)."""
-    size = _header_size(header_length, len(body))
+    size = header_size(header_length, len(body))
     payload = codecs.decode_json(bytes(body[:size]), max_decoded_bytes=max_decoded_bytes)
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise DecodeError('send a JSON object {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
@@ -185,7 +185,9 @@ def select_outputs(outputs: Outputs, wanted: list[str] | None) -> dict[str, np.n
 # -- one tensor ---------------------------------------------------------------------------------
 
 
-def _header_size(header_length: str | None, body_size: int) -> int:
+def header_size(header_length: str | None, body_size: int) -> int:
+    """The length of the JSON header of a body of ``body_size`` bytes (all of it without the binary
+    extension's ``Inference-Header-Content-Length``); DecodeError for a header length that cannot be."""
     if header_length is None:
         return body_size
     if not header_length.isdigit() or int(header_length) > body_size:

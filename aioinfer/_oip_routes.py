@@ -82,8 +82,10 @@ class OipRoutes:
         decode = functools.partial(
             oip.decode_request, max_decoded_bytes=service.max_decoded_bytes, expected=model_inputs(service)
         )
-        small = len(body) <= codecs.OFF_LOOP_BYTES[codecs.JSON]
-        parsed = await service.off_loop(small, decode, body, request.headers.get(oip.HEADER_LENGTH))
+        header = request.headers.get(oip.HEADER_LENGTH)
+        # what costs is the JSON to parse: binary data is only viewed (np.frombuffer)
+        small = oip.header_size(header, len(body)) <= codecs.OFF_LOOP_BYTES[codecs.JSON]
+        parsed = await service.off_loop(small, decode, body, header)
         selected = await run_request(service, parsed.inputs, parsed.outputs, small, parsed.parameters)
         encode = functools.partial(oip.encode_response, max_decoded_bytes=service.max_decoded_bytes)
         small = sum(a.nbytes for a in selected.values()) <= codecs.OFF_LOOP_BYTES[codecs.JSON]
