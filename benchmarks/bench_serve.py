@@ -178,13 +178,13 @@ async def connection(url: str, variant: str):
         from aioinfer._grpc import messages
 
         m = messages()
-        request = m["ModelInferRequest"](model_name=KIND, raw_input_contents=[x.tobytes()])
-        request.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+        message = m["ModelInferRequest"](model_name=KIND, raw_input_contents=[x.tobytes()])
+        message.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+        request = message.SerializeToString()  # once, as the HTTP clients send a body built once
         port = int(url.rsplit(":", 1)[1]) + GRPC_OFFSET
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             infer = channel.unary_unary(
                 "/inference.GRPCInferenceService/ModelInfer",
-                request_serializer=m["ModelInferRequest"].SerializeToString,
                 response_deserializer=m["ModelInferResponse"].FromString,
             )
 
