@@ -297,20 +297,26 @@ class Service:
         """Check ``inputs`` (by input name) against the model (here if ``inline``, else on a worker
         thread), then admit and run them as :meth:`infer` does, or in ``sequence``'s session."""
         await self.decided()
-        runner = self.runner
-        assert runner is not None
         model = self.require_model()
-        if sequence is None and not model.info.stateful:
-            arrays = await self.off_loop(inline, runner.adapt, inputs)
-            with self.admit():
-                return await self.infer(arrays)
-        if sequence is None or not model.info.stateful:
+        if sequence is not None or model.info.stateful:
+            return await self._infer_in_sequence(model, inputs, inline, sequence)
+        assert self.runner is not None
+        arrays = await self.off_loop(inline, self.runner.adapt, inputs)
+        with self.admit():
+            return await self.infer(arrays)
+
+    async def _infer_in_sequence(
+        self, model: AsyncModel, inputs: dict[str, np.ndarray], inline: bool, sequence: SequenceParams | None
+    ) -> Outputs:
+        """:meth:`infer_named` for a stateful model: in the session of ``sequence`` (required, and
+        refused for a model without state)."""
+        if sequence is None:
             raise SessionError(
                 f"model {self.name!r} keeps state: send sequence_id (with sequence_start on a "
                 "sequence's first request and sequence_end on its last)"
-                if sequence is None
-                else f"model {self.name!r} keeps no state between requests: send no sequence_id"
             )
+        if not model.info.stateful:
+            raise SessionError(f"model {self.name!r} keeps no state between requests: send no sequence_id")
         arrays = await self.off_loop(inline, model.adapt, inputs)
         with self.admit():
             async with self.sequences.session(model, sequence, self.timeout) as session:

@@ -389,6 +389,7 @@ def amap(
     ordered: bool = True,
     return_exceptions: bool = False,
     progress: bool = False,
+    on_finish: Callable[[], object] | None = None,
 ) -> MapIterator[T]:
     """Await ``fn(item)`` for every item of ``items`` with at most ``max_in_flight`` running.
 
@@ -406,6 +407,8 @@ def amap(
     raising ``CancelledError`` on its own raises a :class:`SourceError` (it is neither the end of the
     items nor a cancellation of the consumer). Cancelling the consumer cancels the jobs in flight and
     raises ``CancelledError``. ``progress=True`` shows a tqdm bar (total when known).
+    ``on_finish()`` is called on the loop once nothing more will be yielded (the end, an error,
+    ``aclose``, cancellation, or the iterator collected unfinished).
     """
     return MapIterator(
         fn,
@@ -414,6 +417,7 @@ def amap(
         ordered=ordered,
         return_exceptions=return_exceptions,
         progress=progress,
+        on_finish=on_finish,
     )
 
 

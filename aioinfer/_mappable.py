@@ -44,7 +44,7 @@ class Mappable(Generic[T]):
         (:meth:`AsyncModel.session`), one item at a time, in order: a stateful model's stream; the
         session ends with the map.
         """
-        from ._map import MapIterator  # the frame and progress layers, loaded once a map is made
+        from ._map import amap  # the frame and progress layers, loaded once a map is made
 
         on_finish = None
         if session:
@@ -57,7 +57,7 @@ class Mappable(Generic[T]):
         else:
             fn, requests = self._map_target()
             max_in_flight = max_in_flight or 2 * requests
-        return MapIterator(
+        return amap(
             fn,
             items,
             max_in_flight=max_in_flight,

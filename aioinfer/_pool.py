@@ -289,10 +289,11 @@ class RequestPool:
                 stats.device_ms.append(device_ms)
                 stats.await_ms.append((now - job.t_submit) * 1e3)
                 job.future.set_result(outputs)
-        settled, self._settle_waiters = self._settle_waiters, []
-        for waiter in settled:  # each checks its slot again
-            if not waiter.done():
-                waiter.set_result(None)
+        if self._settle_waiters:  # each checks its slot again
+            settled, self._settle_waiters = self._settle_waiters, []
+            for waiter in settled:
+                if not waiter.done():
+                    waiter.set_result(None)
         if self._idle_waiters and self._is_idle():
             for waiter in self._idle_waiters:
                 if not waiter.done():
