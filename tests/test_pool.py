@@ -218,7 +218,16 @@ async def test_cancelling_a_finished_but_undelivered_job_spares_the_next_one() -
 
     The pool's internals are read only to hold the event loop at that moment (no public signal
     exists for it) and to deliver the pending outcomes right after the cancel; the outcome is
-    checked through the public API."""
+    checked through the public API. On a loaded box the loop thread can be descheduled for longer
+    than B runs; that attempt proves nothing, so it is run again (a few times at most)."""
+    for _ in range(5):
+        if await _cancel_a_while_b_runs():
+            return
+    pytest.fail("B always finished before the test could catch it running")
+
+
+async def _cancel_a_while_b_runs() -> bool:
+    """One attempt of the test above; False when B finished before it could be caught running."""
     results: dict[str, aioinfer.Outputs] = {}
     a_scope = anyio.CancelScope()
 
@@ -228,20 +237,24 @@ async def test_cancelling_a_finished_but_undelivered_job_spares_the_next_one() -
 
     async with load_slow(num_requests=1) as model, anyio.create_task_group() as tg:
         tg.start_soon(call, "a", slow_input(1), a_scope)
-        b_input = np.concatenate([slow_input(2)] * 256)  # long enough to be caught running
+        b_input = np.concatenate([slow_input(2)] * 512)  # ~0.15 s: long enough to be caught running
         tg.start_soon(call, "b", b_input, anyio.CancelScope())
         await anyio.wait_all_tasks_blocked()  # both submitted: A runs, B is queued
         assert model.stats().submitted == 2
         pool, slot, deadline = model._pool, model._pool._slots[0], time.monotonic() + 30
         while not (pool._done and (slot.started or slot.job is None)):  # blocks the loop: no delivery
             assert time.monotonic() < deadline, "the device never finished A"
-        assert slot.job is not None, "B finished before the test could catch it running"
-        a_scope.cancel()
-        pool._drain()  # the loop's wake-up, before A's caller runs again: A's outcome is dropped
+        caught = slot.job is not None
+        if caught:
+            a_scope.cancel()
+            pool._drain()  # the loop's wake-up, before A's caller runs again: A's outcome is dropped
+    if not caught:
+        return False
     assert a_scope.cancelled_caught and list(results) == ["b"]
-    np.testing.assert_array_equal(results["b"][0][:, 0], np.full(256, 2, np.float32))
+    np.testing.assert_array_equal(results["b"][0][:, 0], np.full(512, 2, np.float32))
     stats = model.stats()
     assert (stats.submitted, stats.completed, stats.cancelled) == (2, 1, 1)
+    return True
 
 
 async def test_timeouts_fail_only_their_own_call() -> None:
