@@ -24,7 +24,7 @@ RUNTIME_ERRORS = (AioInferError, OSError, ValueError)
 HINTS = ("THROUGHPUT", "LATENCY", "CUMULATIVE_THROUGHPUT")
 
 # each module defines ``add_parser(subparsers)`` that registers its sub-command with ``func=``
-COMMANDS = ("demo", "run", "bench", "info", "serve")
+COMMANDS = ("demo", "run", "bench", "info", "serve", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

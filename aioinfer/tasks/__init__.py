@@ -11,6 +11,7 @@ from ._detection import DetectionTask
 from ._image_task import ImageTask
 from ._load import TASKS, load
 from ._ocr import OCRTask
+from ._ocr_models import ocr_characters
 from ._predictions import (
     Classification,
     DetectedObject,
@@ -46,4 +47,5 @@ __all__ = [
     "TextLine",
     "TextResult",
     "load",
+    "ocr_characters",
 ]

@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from .. import _loading
 from .._bundled import bundled_model
 from .._errors import ModelLoadError, SettingsError
 from .._model import AsyncModel
@@ -36,7 +35,7 @@ from .._model import load as load_model
 from .._outputs import Outputs
 from ._base import Task
 from ._predictions import TextLine, TextResult
-from ._preprocess import Normalization, as_batch, best_class_head, embed_normalization
+from ._preprocess import Normalization, as_batch
 from ._settings import Setting, SettingsSource
 
 PPOCR_NORMALIZATION = Normalization(mean=(127.5,) * 3, scale=(127.5,) * 3, rgb=False)
@@ -310,30 +309,34 @@ class OCRTask(Task[TextResult]):
         **load_kwargs: Any,
     ) -> OCRTask:
         """Load ``model``: ``None`` for the bundled PP-OCR models, or a mapping with ``det`` and
-        ``rec`` (and optionally ``cls``) model sources. ``characters``: the recognizer's classes in
-        order (index 0 the CTC blank), needed only when its metadata has no ``character`` list."""
+        ``rec`` (and optionally ``cls``) model sources: a file (raw as PP-OCR ships it, or prepared
+        by ``aioinfer export ocr``), the URL of a model on an inference server (``http(s)://``,
+        ``grpc(s)://``: loaded with ``num_requests`` and ``max_queue`` only; the other options are
+        for files), or a model loaded already; a served model is used as it is served, prepared or
+        raw (see :mod:`aioinfer.tasks._ocr_models`). ``characters``: the recognizer's classes in
+        order (index 0 the CTC blank), needed when its metadata has no ``character`` list, or when
+        it is served prepared; a served raw recognizer that scores as many classes as the bundled
+        one reads with the bundled alphabet."""
+        from ._ocr_models import is_url, load_remote, prepared_model  # (which imports this module)
+
         if labels is not None:
             raise SettingsError("the ocr task takes no labels: its recognizer's alphabet is in the model")
-        sources = _sources(model)
-        checked = await cls.check_settings(settings)
-
-        def prepare(role: str) -> tuple[ov.Model, tuple[str, ...]]:
-            """The model to compile for ``role`` (and the recognizer's alphabet), on a worker thread."""
-            ov_model = embed_normalization(_loading.read_model(sources[role]), PPOCR_NORMALIZATION)
-            if role != "rec":
-                return ov_model, ()
-            alphabet = tuple(characters) if characters is not None else model_characters(ov_model)
-            _check_alphabet(ov_model, alphabet)
-            return best_class_head(ov_model), alphabet
-
         loaded: list[AsyncModel] = []
+        remote = {key: load_kwargs.get(key) for key in ("num_requests", "max_queue")}
 
         async def prepare_and_load(role: str) -> tuple[AsyncModel, tuple[str, ...]]:
-            ov_model, alphabet = await anyio.to_thread.run_sync(prepare, role)
+            source, alphabet = sources[role], characters if role == "rec" else None
+            if is_url(source) or isinstance(source, AsyncModel):
+                served, found = await load_remote(role, source, alphabet, remote)
+                loaded.append(served)
+                return served, found
+            ov_model, found = await anyio.to_thread.run_sync(prepared_model, role, source, alphabet)
             loaded.append(await load_model(ov_model, device=device, **load_kwargs))
-            return loaded[-1], alphabet
+            return loaded[-1], found
 
         try:
+            sources = _sources(model)
+            checked = await cls.check_settings(settings)
             # all at once; a failure is raised once the others have loaded (a compile cannot be cut short)
             results = await _all_in_order(
                 [partial(prepare_and_load, role) for role in sources], cancel_rest=False
@@ -344,9 +347,10 @@ class OCRTask(Task[TextResult]):
             models = {role: made for role, (made, _) in by_role.items()}
             return cls(models, characters=by_role["rec"][1], settings=checked, max_threads=max_threads)
         except BaseException:
+            given = model.values() if isinstance(model, Mapping) else ()  # models loaded already: the task's
             with anyio.CancelScope(shield=True):  # closed also when this call was cancelled
                 async with anyio.create_task_group() as closing:
-                    for done in loaded:
+                    for done in [*loaded, *(m for m in given if isinstance(m, AsyncModel))]:
                         closing.start_soon(done.aclose)
             raise
 
@@ -504,6 +508,6 @@ def _sources(model: Mapping[str, Any] | None) -> dict[str, Any]:
     ):
         raise ModelLoadError(
             "the ocr task takes None (bundled PP-OCR models) or a mapping with 'det', 'rec' "
-            f"and optionally 'cls' model sources, got {model!r}"
+            f"and optionally 'cls' model sources (files, URLs or models loaded already), got {model!r}"
         )
     return {role: model[role] for role in ("det", "rec", "cls") if role in model}
