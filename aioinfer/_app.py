@@ -43,7 +43,7 @@ from ._images import DEFAULT_MAX_PIXELS, decode_image
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ._model import AsyncModel
 from ._monitor import loop_stats, monitored
-from ._oip_routes import OipRoutes
+from ._oip_routes import OipRoutes, ready
 from ._outputs import Outputs
 from ._runner import Arrays, Runner
 from ._sequences import SequenceParams, Sequences
@@ -114,6 +114,7 @@ class Service:
         self._limiter = anyio.CapacityLimiter(4)
         self._running: set[anyio.CancelScope] = set()  # requests that abort() ends
         self._aborted = False
+        self._unobserve: Callable[[], None] = lambda: None  # ends the task's stages in the metrics
         if isinstance(source, AsyncModel) or _is_task(source):
             self._attach(source)
 
@@ -123,6 +124,8 @@ class Service:
         self.task = obj if _is_task(obj) else None
         self.model = obj.model if self.task is not None else obj
         self.runner = self.model  # until the batching decision
+        if self.task is not None:
+            self._unobserve = self.task.observe_stages(self.metrics.stage_observer(self.name))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Load the source if needed and decide on batching (the app is ready then), serve until
@@ -131,6 +134,7 @@ class Service:
             try:
                 if self.model is None:
                     self._attach(await stack.enter_async_context(self.source))
+                stack.callback(lambda: self._unobserve())  # the task may outlive this app
                 stack.push_async_callback(self._close_batchers)  # before the model closes
                 await self.decided()
             except Exception as exc:
@@ -381,8 +385,12 @@ class Service:
 
 
 class _Routes:
-    def __init__(self, service: Service) -> None:
+    """The ``/v1`` routes, about ``service`` (the first model), and the server's own: ``/health/*``
+    (about every model of ``services``) and ``/metrics``."""
+
+    def __init__(self, service: Service, services: Mapping[str, Service]) -> None:
         self.s = service
+        self.services = services
 
     async def infer(self, request: Request) -> Response:
         self.s.refuse_if_full()
@@ -451,13 +459,15 @@ class _Routes:
         return _json({"status": "live"})
 
     async def ready(self, request: Request) -> Response:
-        model = self.s.model
-        if model is not None and self.s.ready:
-            return _json({"status": "ready", "model": model.info.name})
-        if model is not None and not model.closed:
-            self.s.decide()  # started here when no lifespan did (a mounted app)
-        status = "failed" if self.s.load_error else "loading"
-        return _json({"status": status, "error": self.s.load_error}, 503)
+        """200 once every model served is ready (``model``: the name of the one /v1 serves), else
+        503; each model's status under ``models``, the errors of those that failed to load."""
+        statuses = {name: _status(service) for name, service in self.services.items()}
+        if all(status == "ready" for status in statuses.values()):
+            model = self.s.require_model()
+            return _json({"status": "ready", "model": model.info.name, "models": statuses})
+        worst = next(s for s in ("failed", "closed", "loading") if s in statuses.values())
+        errors = [f"{name}: {s.load_error}" for name, s in self.services.items() if s.load_error]
+        return _json({"status": worst, "error": "; ".join(errors) or None, "models": statuses}, 503)
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.s.metrics.render(), media_type=CONTENT_TYPE)
@@ -513,8 +523,10 @@ def create_app(
 
     Many models: ``model_or_task`` may be a mapping ``{name: model_or_task}``; each is served with
     its own batcher and limits (the ones given here) under its name on the Open Inference
-    Protocol's ``/v2/models/{name}/...`` routes, and the ``/v1`` routes serve the first. One model
-    is served under ``name`` (default: the model's own name if it is loaded, else ``"model"``).
+    Protocol's ``/v2/models/{name}/...`` routes, and the ``/v1`` routes serve the first;
+    ``/health/ready``, as ``/v2/health/ready``, is 200 only once every model is ready (its body
+    gives each model's status under ``models``). One model is served under ``name`` (default: the
+    model's own name if it is loaded, else ``"model"``).
 
     ``model_or_task`` is an :class:`AsyncModel` or a task (both stay open: the caller owns them), or
     something to enter as an async context manager in the app's lifespan, such as
@@ -585,7 +597,7 @@ def create_app(
     )
     services = {key: Service(source, name=key, metrics=metrics, **limits) for key, source in sources.items()}
     service = next(iter(services.values()))
-    routes = _Routes(service).table() + OipRoutes(services).table()
+    routes = _Routes(service, services).table() + OipRoutes(services).table()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -640,6 +652,16 @@ async def _multipart_file(request: Request, body: bytes) -> bytes:
         if upload is None:
             raise HTTPException(400, "the form has no file: upload the image as the field 'image'")
         return await upload.read()
+
+
+def _status(service: Service) -> str:
+    """``ready``, ``loading``, ``failed`` (to load) or ``closed``: where ``service`` is; starts its
+    batching decision if nothing did (a mounted app)."""
+    if ready(service):
+        return "ready"
+    if service.load_error:
+        return "failed"
+    return "closed" if service.model is not None and service.model.closed else "loading"
 
 
 def _default_name(obj: Any) -> str:

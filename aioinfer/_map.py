@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import warnings
 from collections import deque
@@ -256,7 +257,8 @@ class MapIterator(AsyncIterator[MapResult[T]], AsyncResource):
 
     Leaving ``async for`` early (``break``, an exception, cancellation) cancels the jobs in flight;
     ``await it.aclose()`` (or ``async with``) also waits until they are cancelled. ``stop()`` reads
-    no further but lets the jobs in flight finish and yields their results.
+    no further but lets the jobs in flight finish and yields their results; unlike the rest, it
+    may be called from any thread.
     """
 
     def __init__(
@@ -343,8 +345,18 @@ class MapIterator(AsyncIterator[MapResult[T]], AsyncResource):
             on_finish()
 
     def stop(self) -> None:
-        """Read no more items; the jobs already in flight finish and are yielded, then iteration ends."""
-        self._state.stop_reading(drain=True)
+        """Read no more items; the jobs already in flight finish and are yielded, then iteration ends.
+
+        Safe to call from any thread (a camera's, say): from another than the map's event loop, it
+        is handed over to that loop, where it takes effect soon after (a map whose loop has ended is
+        left as it is). From a signal handler, install it on the loop (``loop.add_signal_handler``,
+        ``anyio.open_signal_receiver``): one that ``signal.signal`` runs on the loop's own thread
+        interrupts the loop anywhere and does not wake it up."""
+        state = self._state
+        if state.bridge.is_current():
+            state.stop_reading(drain=True)
+        else:
+            state.bridge.call_soon_threadsafe(functools.partial(state.stop_reading, drain=True))
 
     async def aclose(self) -> None:
         """Cancel the jobs in flight and wait until they are gone (even if the caller is being

@@ -18,6 +18,7 @@ from ._stats import Latency
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+STAGE_BUCKETS = (0.00025, 0.0005, *LATENCY_BUCKETS)  # a task's pre- and post-processing can take < 1 ms
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 QUANTILES = ("0.5", "0.95", "0.99")  # of each stage's latency: Latency's p50, p95, p99
 # /v2/models/NAME[/versions/V][/ready|/infer]: counted under its template, NAME as the model label
@@ -27,7 +28,8 @@ _V2_MODEL = re.compile(r"^/v2/models/([^/]+)(/versions/[^/]+)?(/ready|/infer)?$"
 class Metrics:
     """Requests by model, route and status, their latency, HTTP requests in flight, calls waiting
     for each model, the sizes of the batches run, the latency of each stage of each model's recent
-    work, and the event loop's lag. :meth:`add_model` before serving a model."""
+    work (percentiles), each stage of a task's predictions (a histogram: :meth:`stage_observer`),
+    and the event loop's lag. :meth:`add_model` before serving a model."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -63,6 +65,14 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.stage_seconds = Histogram(
+            "aioinfer_stage_seconds",
+            "Time each stage of a task's predictions took (pre_process, forward, post_process and the "
+            "task's own), by model and stage",
+            ["model", "stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
 
     def add_model(
         self, name: str, queue_depth: Callable[[], float], stages: Callable[[], Mapping[str, Latency]]
@@ -74,6 +84,16 @@ class Metrics:
         self.stages[name] = stages
         self.queue_depth.labels(name).set_function(queue_depth)
         return self.batch_size.labels(name).observe
+
+    def stage_observer(self, model: str) -> Callable[[str, float], None]:
+        """What observes, in ``aioinfer_stage_seconds``, each stage of the predictions of model
+        ``model``'s task: for :meth:`aioinfer.tasks.Task.observe_stages`."""
+        labels = self.stage_seconds.labels
+
+        def observe(stage: str, seconds: float) -> None:
+            labels(model, stage).observe(seconds)
+
+        return observe
 
     def labels(self, path: str, routes: frozenset[str]) -> tuple[str, str]:
         """The model and route labels of a request for ``path``: ``/v1/*`` is about the first model,

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import math
 import signal
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ._app import Service
 
@@ -21,6 +23,93 @@ log = logging.getLogger("aioinfer.serve")
 # seconds between the app answering 503 to what still runs at the drain timeout and uvicorn
 # cancelling what is left (which would answer 500): the 503s take milliseconds
 ABORT_GRACE = 5
+HEADER_TIMEOUT = 10.0  # seconds for a request's headers to arrive: a slow client is cut off then
+MAX_CONNECTIONS = 1000  # connections open at once; those beyond are answered 503 and closed
+_BUSY_TEXT = b"too many connections open (max_connections); retry later"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+    b"retry-after: 1\r\ncontent-length: %d\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT)
+)
+
+
+class _Limited(asyncio.Protocol):
+    """What uvicorn's HTTP/1.1 protocols lack against slow or piled-up clients (a mixin before one
+    of them): a connection whose request headers are not all in ``header_timeout`` seconds after
+    it opens, or after the first byte of a later request, is closed (a body has the app's
+    ``body_timeout``; the idle time between requests uvicorn's keep-alive timeout); a connection
+    beyond ``max_connections`` open ones is answered 503 and closed at once."""
+
+    header_timeout: ClassVar[float] = HEADER_TIMEOUT
+    max_connections: ClassVar[int] = MAX_CONNECTIONS
+    # uvicorn's, set by the protocol this is mixed into
+    transport: asyncio.Transport
+    connections: set[Any]
+    cycle: Any
+    _headers_due: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            log.warning("refused a connection: %d are open already (max_connections)", self.max_connections)
+            self.transport.write(_BUSY)
+            self.transport.close()
+            return
+        self._expect_headers()
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        super().data_received(data)
+        if (
+            self.cycle is not cycle
+            or self.transport.is_closing()
+            or self.transport.get_protocol() is not self
+        ):
+            self._headers_came()  # a request's headers are all in (or the connection is done)
+        elif self._headers_due is None and (cycle is None or cycle.response_complete):
+            self._expect_headers()  # the first bytes of a later request
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_came()
+        super().connection_lost(exc)
+
+    def _expect_headers(self) -> None:
+        self._headers_due = asyncio.get_running_loop().call_later(self.header_timeout, self._headers_late)
+
+    def _headers_came(self) -> None:
+        if self._headers_due is not None:
+            self._headers_due.cancel()
+            self._headers_due = None
+
+    def _headers_late(self) -> None:
+        self._headers_due = None
+        peer = self.transport.get_extra_info("peername")
+        log.info(
+            "closed the connection from %s: its request headers did not arrive within %g s (header_timeout)",
+            peer,
+            self.header_timeout,
+        )
+        self.transport.close()
+
+
+def http_protocol(
+    header_timeout: float = HEADER_TIMEOUT, max_connections: int = MAX_CONNECTIONS, parser: str = "auto"
+) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol (``uvicorn.Config(http=...)``) bounded by ``header_timeout`` and
+    ``max_connections`` (see :class:`_Limited`); ``parser``: ``"httptools"``, ``"h11"``, or
+    ``"auto"`` (httptools when installed, as uvicorn's own choice)."""
+    if parser == "auto":
+        parser = "h11" if importlib.util.find_spec("httptools") is None else "httptools"
+    base: type[asyncio.Protocol]
+    if parser == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base = HttpToolsProtocol
+    elif parser == "h11":
+        base = H11Protocol
+    else:
+        raise ValueError(f"parser must be 'auto', 'httptools' or 'h11', got {parser!r}")
+    limits = {"header_timeout": header_timeout, "max_connections": max_connections}
+    return type(f"Limited{base.__name__}", (_Limited, base), limits)
 
 
 class _Server(uvicorn.Server):
@@ -90,16 +179,21 @@ async def serve(
     drain_timeout: float,
     log_level: str = "info",
     grpc_port: int | None = None,
+    header_timeout: float = HEADER_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> int:
     """Serve ``app`` until a signal; stop accepting, let requests in flight finish (at most
     ``drain_timeout`` seconds; those still running then answer 503), close the models. Returns 0, or 1
     if a model failed to load (the server then stops at once). With ``grpc_port``, the Open Inference
-    Protocol's gRPC service on that port too (0: any free one), over the same models, drained alike."""
+    Protocol's gRPC service on that port too (0: any free one), over the same models, drained alike.
+    A connection whose request headers take longer than ``header_timeout`` seconds is closed, one
+    beyond ``max_connections`` open ones answered 503 (see :func:`http_protocol`)."""
     services: list[Service] = list(app.state.services.values())
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=http_protocol(header_timeout, max_connections),
         lifespan="on",
         log_level=log_level,
         timeout_graceful_shutdown=math.ceil(drain_timeout + ABORT_GRACE),

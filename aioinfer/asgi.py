@@ -9,7 +9,8 @@ Routes of :func:`create_app`:
 * ``POST /v1/predict``: an encoded image (JPEG/PNG bytes, or a multipart form with the file ``image``)
   to the task's prediction as JSON.
 * ``GET /v1/info``; ``GET /v1/settings`` and ``PATCH /v1/settings`` (a JSON object) for a task.
-* ``GET /health/live``; ``GET /health/ready`` (200 once the model is compiled and batching decided, else 503).
+* ``GET /health/live``; ``GET /health/ready`` (200 once every model is compiled and its batching
+  decided, else 503; each model's status under ``models``).
 * ``GET /metrics``: Prometheus text: requests, their latency, queue depths, batch sizes, the latency
   of each model's stages and the event loop's lag (``GET /v1/info`` has its figures under ``loop``).
 * The Open Inference Protocol (KServe v2) for every model by name: ``GET /v2``, ``/v2/health/live``,

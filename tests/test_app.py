@@ -225,7 +225,9 @@ async def test_loads_in_the_background_and_closes_what_it_opened():
     async with serving(app) as client:
         await service.loaded.wait()
         ready = await client.get("/health/ready")
-        assert ready.status_code == 200 and ready.json() == {"status": "ready", "model": "linear"}
+        assert ready.status_code == 200
+        # served as "model" (its name is not known before it loads); "model": its own name, once loaded
+        assert ready.json() == {"status": "ready", "model": "linear", "models": {"model": "ready"}}
         response = await client.post("/v1/infer", json={"inputs": [[0, 0, 0, 1]]})
         assert response.json()["outputs"]["y"] == [[1.0, 1.0, 1.0, 3.0]]
     assert service.model.closed  # the app loaded it, so the app closed it

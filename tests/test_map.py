@@ -17,6 +17,7 @@ from frames import EMPTY, IMAGES, faulty_folder
 from models import EXACT, decode_index, frame_index, frame_probe, linear, linear_expected, write_indexed_video
 
 import aioinfer
+from aioinfer import _bridge
 from aioinfer._map import MapResult, amap
 from aioinfer._sources import open_source
 
@@ -316,6 +317,36 @@ async def test_map_stopped_before_it_starts_reads_nothing(probe):
     results.stop()
     assert [r async for r in results] == []
     assert produced == []
+
+
+async def test_stop_from_another_thread_ends_the_map_with_the_jobs_in_flight_yielded(probe):
+    waiting = threading.Event()  # set once the source waits for a frame that never comes
+
+    async def camera():
+        for _ in range(3):
+            yield np.zeros((2, 2, 3), np.uint8)
+        _bridge.current().call_soon_threadsafe(waiting.set)  # run once this task waits below
+        await anyio.sleep_forever()
+
+    if sniffio.current_async_library() == "asyncio":  # asyncio and uvloop: calling the loop from
+        asyncio.get_running_loop().set_debug(True)  # a wrong thread raises, not just fails to wake it
+    results = probe.map(camera(), max_in_flight=4)
+
+    def stop_when_idle() -> None:  # the user's camera thread: the map's loop waits meanwhile
+        if waiting.wait(30):
+            results.stop()
+
+    stopper = threading.Thread(target=stop_when_idle)
+    stopper.start()
+    try:
+        with anyio.fail_after(20):  # a stop that never reaches the loop would hang: fail instead
+            got = [r.index async for r in results]
+    finally:
+        waiting.set()
+        stopper.join()
+    stats = results.stats()
+    assert got == [0, 1, 2]
+    assert (stats.read, stats.inferred, stats.failed, stats.in_flight) == (3, 3, 0, 0)
 
 
 @pytest.mark.parametrize("drop", [None, "oldest"])

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import cv2
+import models
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from servers import serving
 
+import aioinfer
 from aioinfer.asgi import create_app
 
 
@@ -62,3 +66,47 @@ async def test_two_apps_keep_separate_registries(linear_model):
         "aioinfer_requests_total",
         (("model", "linear"), ("route", "/v1/infer"), ("status", "200")),
     ) not in got
+
+
+async def test_task_stages_are_histograms_counting_exactly_the_predictions_sent():
+    image = cv2.imencode(".png", np.full((32, 32, 3), (10, 20, 30), np.uint8))[1].tobytes()
+    png = {"content-type": "image/png"}
+    loading = aioinfer.tasks.load(
+        models.channel_means(),
+        task="classification",
+        labels=["b", "g", "r"],
+        device="CPU",
+        config=models.EXACT,
+    )
+    async with loading as task:  # the caller's: it outlives the app
+        app = create_app({"means": task})
+        stages = ("pre_process", "forward", "post_process")
+
+        def counts(text: str) -> dict[str, float]:
+            got = samples(text)
+            return {
+                s: got.get(("aioinfer_stage_seconds_count", (("model", "means"), ("stage", s))), 0)
+                for s in stages
+            }
+
+        async with serving(app) as client:
+            for sent in (3, 5):
+                before = counts((await client.get("/metrics")).text)
+                answers = await asyncio.gather(
+                    *[client.post("/v1/predict", content=image, headers=png) for _ in range(sent)]
+                )
+                assert [a.status_code for a in answers] == [200] * sent
+                text = (await client.get("/metrics")).text
+                assert {s: n - before[s] for s, n in counts(text).items()} == dict.fromkeys(stages, sent)
+            got = samples(text)
+            for stage in stages:
+                labels = (("le", "+Inf"), ("model", "means"), ("stage", stage))
+                assert got[("aioinfer_stage_seconds_bucket", labels)] == 8
+                assert got[("aioinfer_stage_seconds_sum", (("model", "means"), ("stage", stage)))] > 0
+            # the quantile gauges of the task's recent work are still there
+            assert (
+                "aioinfer_stage_latency_seconds",
+                (("model", "means"), ("quantile", "0.5"), ("stage", "forward")),
+            ) in got
+        await task.predict(np.zeros((32, 32, 3), np.uint8))  # after the app stopped: not counted in it
+        assert counts(app.state.service.metrics.render().decode()) == dict.fromkeys(stages, 8)

@@ -33,9 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "model file in it). The Open Inference Protocol (KServe v2) serves every model by name: GET /v2, "
         "/v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/1][/ready], POST "
         "/v2/models/NAME[/versions/1]/infer. The first model also answers POST /v1/infer (tensors), "
-        "POST /v1/predict (images, with --task), GET /v1/info, GET|PATCH /v1/settings, GET "
-        "/health/live, GET /health/ready; GET /metrics covers them all. SIGTERM/SIGINT drain the "
-        "requests in flight, close the models and exit 0.",
+        "POST /v1/predict (images, with --task), GET /v1/info, GET|PATCH /v1/settings; GET "
+        "/health/live, GET /health/ready (ready once every model is) and GET /metrics cover them all. "
+        "A client slower than --header-timeout to send a request's headers is disconnected. "
+        "SIGTERM/SIGINT drain the requests in flight, close the models and exit 0.",
     )
     add_task_options(p, what="serve the model as this task (enables /v1/predict; one model only)")
     p.add_argument("more", nargs="*", metavar="MODEL", help="more models: PATH, NAME=PATH or a folder")
@@ -103,6 +104,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=positive(float),
         default=30.0,
         help="seconds for a request body to arrive in full (408 beyond; default: 30)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=positive(float),
+        default=10.0,
+        help="seconds for a request's headers to arrive in full, from the connection's start or a "
+        "later request's first byte; a client slower than that is disconnected (default: 10)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=positive(int),
+        default=1000,
+        help="connections open at once; one more is answered 503 and closed (default: 1000)",
     )
     p.add_argument(
         "--sequence-idle-timeout",
@@ -174,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
             drain_timeout=args.drain_timeout,
             log_level=args.log_level,
             grpc_port=args.grpc_port,
+            header_timeout=args.header_timeout,
+            max_connections=args.max_connections,
         )
     )
 

@@ -110,6 +110,7 @@ class Task(Mappable[P], AsyncResource):
         self._max_threads = max_threads or max(2, os.cpu_count() or 2)
         self._limiter: anyio.CapacityLimiter | None = None
         self._stages: dict[str, deque[float]] = {}
+        self._stage_observers: list[Callable[[str, float], object]] = []
         self._counts = {"completed": 0, "failed": 0, "cancelled": 0, "in_flight": 0}
 
     @classmethod
@@ -226,10 +227,24 @@ class Task(Mappable[P], AsyncResource):
         return result
 
     def record(self, stage: str, start: float) -> None:
-        """Count one ``stage`` that began at ``start`` (``time.perf_counter()``) and ends now."""
-        self._stages.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(
-            (time.perf_counter() - start) * 1000
-        )
+        """Count one ``stage`` that began at ``start`` (``time.perf_counter()``) and ends now, and
+        tell the stage observers (:meth:`observe_stages`)."""
+        seconds = time.perf_counter() - start
+        self._stages.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(seconds * 1000)
+        for observer in self._stage_observers:
+            observer(stage, seconds)
+
+    def observe_stages(self, observer: Callable[[str, float], object]) -> Callable[[], None]:
+        """Call ``observer(stage, seconds)`` each time a stage of a prediction ends (on the event
+        loop, at once: it must be quick and must not raise, as a histogram's ``observe``). Returns
+        what stops it (idempotent). Every stage in ``stats().stages`` is observed."""
+        self._stage_observers.append(observer)
+
+        def stop() -> None:
+            if observer in self._stage_observers:
+                self._stage_observers.remove(observer)
+
+        return stop
 
     def stats(self) -> TaskStats:
         """Counters of predictions and the latency of each stage (see :class:`TaskStats`)."""
