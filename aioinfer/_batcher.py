@@ -4,6 +4,7 @@ and the probe that shows whether batching leaves a model's answers unchanged."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -70,7 +71,10 @@ class Batcher(AsyncResource):
     Each call passes inputs with a leading batch dimension (usually 1), exactly as the model takes
     them, and gets back only its own rows of every output. The first waiting call waits at most
     ``max_delay`` seconds for others to join; while every request of the model is busy, calls keep
-    gathering, so batches grow with load. A model with a fixed batch size ``N`` gets batches padded
+    gathering, so batches grow with load. While a batch runs, the next one takes another of the
+    model's requests only once it is full, else it keeps gathering until the device is idle: a few
+    rows on each of several requests cost more than the same rows in one inference, and they take
+    the CPU that brings in the next calls. A model with a fixed batch size ``N`` gets batches padded
     to ``N`` rows (``max_batch_size`` is capped at ``N``, as at the upper bound of a bounded
     dynamic batch dimension such as ``[1..N, ...]``).
 
@@ -272,18 +276,20 @@ class Batcher(AsyncResource):
 
     async def _gather(self) -> list[_Item]:
         """The first waiting call and the others with its trailing shapes that join it until the
-        batch is full, ``max_delay`` after it arrived, or the batcher closes; a caller that leaves
-        meanwhile gives its place back."""
+        batch is full, ``max_delay`` after it arrived once no other batch runs, or the batcher
+        closes; a caller that leaves meanwhile gives its place back."""
         first = self._pending.popleft()
         batch, key, deadline = [first], first.key, first.t_arrival + self.max_delay
         while True:
             batch = [item for item in batch if item.live]
             size = sum(item.size for item in batch)
             size += self._join(batch, size, key)
-            remaining = deadline - time.perf_counter()
-            if size >= self.max_batch_size or remaining <= 0 or self._closed or not batch:
+            if size >= self.max_batch_size or self._closed or not batch:
                 return batch
-            with anyio.move_on_after(remaining):
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0 and not self._running:
+                return batch
+            with anyio.move_on_after(remaining if remaining > 0 else math.inf):
                 await self._sleep()
 
     async def _sleep(self) -> None:

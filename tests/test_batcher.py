@@ -211,6 +211,39 @@ async def test_max_queue_rejects_at_once_while_the_calls_wait(linear_model):
     assert remote.runs == [1, 2, 1] and batcher.items == 4
 
 
+async def test_a_batch_shares_the_device_only_when_full(linear_model):
+    # two requests, the first batch held at the gate: the next batch waits for company (or for the
+    # device to be idle) rather than taking the second request for a few rows
+    remote = Remote(linear_model, gated=True, num_requests=2)
+    results: dict[int, aioinfer.Outputs] = {}
+
+    async def call(i: int) -> None:
+        results[i] = await batcher.infer(rows(i))
+
+    async def arrive(i: int) -> None:
+        tg.start_soon(call, i)
+        await anyio.wait_all_tasks_blocked()
+
+    batcher = Batcher(remote, max_batch_size=3, max_delay=0)
+    async with batcher, anyio.create_task_group() as tg:
+        try:
+            await arrive(0)
+            await remote.entered.wait()
+            await arrive(1)
+            await arrive(2)
+            assert remote.runs == [1]  # two rows of three: they wait for company
+            await arrive(3)
+            assert remote.runs == [1, 3]  # full: it takes the second request
+            await arrive(4)
+            assert remote.runs == [1, 3] and batcher.pending == 1
+        finally:
+            remote.gate.set()  # a failed check must not leave the batches at the gate
+    assert sorted(results) == [0, 1, 2, 3, 4]
+    for i, out in results.items():
+        np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
+    assert remote.runs == [1, 3, 1]  # the last one ran once the device was free
+
+
 async def test_fixed_batch_model_is_padded():
     async with aioinfer.load(models.linear([4, 4]), device="CPU", config=models.EXACT) as model:
         sizes: list[int] = []
