@@ -25,7 +25,9 @@ over rounds, a speedup the median of the per-chunk time ratios (the rival's / ai
 ms / image is the process's CPU time (all threads) per page: what a pipeline costs when the cores
 are shared; cores busy (CPU ms / image x images/s) is how much of the machine it got. On a machine
 others load too, both get about the same share, and the speedup falls towards the ratio of CPU ms
-/ image; with both cores free, aioinfer keeps both busy and rapidocr about one.
+/ image; with both cores free, aioinfer keeps both busy and rapidocr about one. ``stage_cpu_ms``
+splits aioinfer's CPU ms / image by stage (each run alone, one after the other: see
+:func:`aioinfer_stage_cpu`).
 
     python benchmarks/bench_ocr.py
     python benchmarks/bench_ocr.py --pages 60 --rounds 5 --json bench_ocr.json
@@ -49,8 +51,8 @@ import numpy as np
 
 from aioinfer import _loading
 from aioinfer._bundled import bundled_model
-from aioinfer.tasks import OCRTask, load
-from aioinfer.tasks._ocr import PPOCR_NORMALIZATION, det_input_size
+from aioinfer.tasks import OCRTask, _ocr, load
+from aioinfer.tasks._ocr import PPOCR_NORMALIZATION, Batch, ctc_decode, det_input_size
 from aioinfer.tasks._ocr_samples import Page, sample_pages
 from aioinfer.tasks._preprocess import as_batch, embed_normalization
 
@@ -189,6 +191,44 @@ def normalization_cost(image: np.ndarray, runs: int) -> dict[str, float]:
     return {k: round(statistics.median(v), 2) for k, v in timings.items()}
 
 
+def aioinfer_stage_cpu(ocr: OCRTask, images: list[np.ndarray]) -> dict[str, float]:
+    """aioinfer's CPU ms per image in each stage, the stages of each image run one after the other
+    on this thread with one OpenVINO request per model: the process's CPU time (all threads, a
+    model's own included) while each ran. Where a page's CPU time goes; the sum is near the
+    pipeline's CPU ms / image (which also holds the thread hops and the event loop)."""
+    requests = {role: model.compiled.create_infer_request() for role, model in ocr.models.items()}
+    spent: Counter[str] = Counter()
+
+    def timed(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        start = time.process_time()
+        result = fn(*args)
+        spent[stage] += time.process_time() - start
+        return result
+
+    def rows(role: str, batches: list[Batch], count: int) -> list[list[np.ndarray]]:
+        """Each line's rows of every output of ``role``, batch by batch."""
+        found: list[list[np.ndarray]] = [[] for _ in range(count)]
+        for batch in batches:
+            out = requests[role].infer({0: batch.pixels})
+            arrays = [out[port].copy() for port in requests[role].model_outputs]
+            for row, line in enumerate(batch.lines):
+                found[line] = [array[row] for array in arrays]
+        return found
+
+    names = [port.get_any_name() for port in requests["rec"].model_outputs]
+    ids, scores = names.index("ids"), names.index("scores")
+    for image in images:
+        inputs, meta = timed("pre_process", ocr.pre_process, image)
+        prob = timed("det", lambda: requests["det"].infer({0: inputs})[0].copy())  # noqa: B023
+        quads = timed("boxes", ocr._quads, prob, meta)
+        crops, cls_inputs = timed("crops", _ocr._prepare, meta.image, quads, meta.cfg, True)
+        probs = [r[0] for r in timed("cls", rows, "cls", cls_inputs, len(crops))]
+        rec_inputs = timed("rec_pre", _ocr._upright_rec_inputs, crops, probs, meta.cfg)
+        read = timed("rec", rows, "rec", rec_inputs, len(crops))
+        timed("post_process", lambda: [ctc_decode(r[ids], r[scores], ocr.characters) for r in read])  # noqa: B023
+    return {stage: round(seconds / len(images) * 1000, 1) for stage, seconds in spent.items()}
+
+
 def rapidocr_stages(engine: Any, images: list[np.ndarray]) -> dict[str, float]:
     """rapidocr's own per-stage time (its ``elapse_list``), mean ms per image."""
     elapsed = np.array([engine(image).elapse_list or [0.0, 0.0, 0.0] for image in images], float)
@@ -252,6 +292,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "rapidocr": await asyncio.to_thread(rapidocr_stages, engine, images),
             "rapidocr_2threads": {},
         }
+        stage_cpu = await asyncio.to_thread(aioinfer_stage_cpu, ocr, images)
         result: dict[str, Any] = {
             "pages": len(pages),
             "lines": sum(len(p.lines) for p in pages),
@@ -277,6 +318,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_ms_per_image": round(statistics.median(cpus[name]) / len(pages) * 1000, 1),
             "stage_ms": stages[name],
         }
+    result["aioinfer"]["stage_cpu_ms"] = stage_cpu
     for rival in RIVALS:
         result[f"speedup_vs_{rival}"] = round(statistics.median(ratios[rival]), 3)
         result[f"speedup_vs_{rival}_of_totals"] = round(sum(walls[rival]) / sum(walls["aioinfer"]), 3)

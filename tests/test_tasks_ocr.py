@@ -14,6 +14,7 @@ import cv2
 import models
 import numpy as np
 import openvino as ov
+import openvino.opset13 as ops
 import pytest
 
 import aioinfer
@@ -37,7 +38,7 @@ from aioinfer.tasks._ocr import (
     text_quads,
 )
 from aioinfer.tasks._ocr_samples import sample_page, sample_pages
-from aioinfer.tasks._preprocess import best_class_head
+from aioinfer.tasks._preprocess import best_class_head, embed_normalization, upsampling_as_conv
 
 LINES = ["Invoice 2024-117", "OpenVINO runs async", "Total: 42.50 EUR"]
 FONTS = {
@@ -504,6 +505,66 @@ async def test_best_class_head_matches_numpy(axis):
     finite = np.isfinite(probs).all(axis=axis)
     assert ids[finite].tolist() == probs.argmax(axis)[finite].tolist()  # ties: the lowest id
     np.testing.assert_array_equal(scores[finite], probs.max(axis)[finite])
+
+
+def _upsampling_head(kernel: int = 2, stride: int = 2) -> ov.Model:
+    """DB's head in small: two transposed convolutions (``kernel``, ``stride``) with a per-channel
+    bias and ReLU, then a bias and sigmoid, on a [1, 4, 5, 6] input; seeded random weights."""
+    rng = np.random.default_rng(7)
+    x = ops.parameter([1, 4, 5, 6], ov.Type.f32, name="x")
+
+    def up(source: ov.Node, cin: int, cout: int) -> ov.Node:
+        weights = ops.constant(rng.standard_normal((cin, cout, kernel, kernel)).astype(np.float32))
+        node = ops.convolution_backprop_data(
+            source, weights, [stride, stride], pads_begin=[0, 0], pads_end=[0, 0], dilations=[1, 1]
+        )
+        return ops.add(node, ops.constant(rng.standard_normal((1, cout, 1, 1)).astype(np.float32)))
+
+    y = ops.sigmoid(up(ops.relu(up(x, 4, 3)), 3, 1))
+    y.output(0).get_tensor().set_names({"prob"})
+    return ov.Model([y.output(0)], [x], "head")
+
+
+def _run_exact(model: ov.Model, x: np.ndarray) -> np.ndarray:
+    return ov.Core().compile_model(model, "CPU", models.EXACT)({0: x})[0]
+
+
+def test_upsampling_as_conv_computes_the_same_map_without_transposed_convolutions():
+    x = np.random.default_rng(0).standard_normal((1, 4, 5, 6)).astype(np.float32)
+    expected = _run_exact(_upsampling_head(), x)
+    rewritten = upsampling_as_conv(_upsampling_head())
+    kinds = [node.get_type_name() for node in rewritten.get_ordered_ops()]
+    assert "ConvolutionBackpropData" not in kinds
+    assert kinds.count("DepthToSpace") == 2
+    # the bias, ReLU and sigmoid moved before each DepthToSpace (where they fuse into the convolution)
+    assert kinds[kinds.index("Relu") + 1] == kinds[-2] == "DepthToSpace"
+    assert rewritten.output(0).get_names() == {"prob"}
+    got = _run_exact(rewritten, x)
+    assert got.shape == expected.shape == (1, 1, 20, 24)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_upsampling_as_conv_leaves_a_transposed_convolution_that_overlaps_as_it_is():
+    kinds = [node.get_type_name() for node in upsampling_as_conv(_upsampling_head(3, 2)).get_ordered_ops()]
+    assert kinds.count("ConvolutionBackpropData") == 2
+    assert "DepthToSpace" not in kinds
+
+
+def test_bundled_detector_streamlined_gives_the_same_probability_map():
+    def detector() -> ov.Model:
+        return embed_normalization(ov.Core().read_model(bundled_model("det")), _ocr.PPOCR_NORMALIZATION)
+
+    image = sample_page(0).image[np.newaxis]
+    streamlined = _ocr.streamlined("det", detector())
+    assert "ConvolutionBackpropData" not in {node.get_type_name() for node in streamlined.get_ordered_ops()}
+    np.testing.assert_allclose(_run_exact(streamlined, image), _run_exact(detector(), image), atol=1e-5)
+
+
+@pytest.mark.parametrize(("role", "shape"), [("rec", [-1, 48, -1, 3]), ("cls", [-1, 48, 192, 3])])
+def test_streamlined_fixes_the_input_sides_the_task_always_gives(role, shape):
+    model = embed_normalization(ov.Core().read_model(bundled_model(role)), _ocr.PPOCR_NORMALIZATION)
+    assert model.input(0).get_partial_shape().is_dynamic
+    assert _ocr.streamlined(role, model).input(0).get_partial_shape() == ov.PartialShape(shape)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])

@@ -31,7 +31,7 @@ from .._model import load as load_model
 from .._outputs import Outputs
 from .._runner import Arrays
 from .._stats import Stats
-from ._ocr import PPOCR_NORMALIZATION, _check_alphabet, model_characters
+from ._ocr import PPOCR_NORMALIZATION, _check_alphabet, model_characters, streamlined
 from ._preprocess import best_class_head, embed_normalization
 
 Form = Literal["prepared", "raw"]
@@ -108,6 +108,7 @@ def prepared_model(
     form = served_form(role, inputs, outputs, where)
     if form == "raw":
         model = embed_normalization(model, PPOCR_NORMALIZATION)
+    model = streamlined(role, model)
     if role != "rec":
         return model, ()
     if form == "raw":
