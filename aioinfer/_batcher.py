@@ -84,7 +84,10 @@ class Batcher(AsyncResource):
     its calls are retried one by one so only the faulty one fails.
     ``max_queue``: how many calls may wait, accepted and not yet running on the device (here:
     waiting to join a batch), before the next is refused at once with :class:`QueueFull`; ``None``:
-    no bound.
+    no bound. ``partial_overlap=True`` lets a batch that is not full start beside a running one as
+    soon as ``max_delay`` has passed and a request is free: for a device that runs several batches
+    truly side by side with cores to spare, or a remote model, where a round trip rather than the
+    CPU bounds a batch.
 
     Batching is only right for a model whose rows do not interact (``f([a, b]) == [f(a), f(b)]``).
     Constructing a ``Batcher`` declares that the model is such (``basis`` says so); it refuses, with
@@ -111,6 +114,7 @@ class Batcher(AsyncResource):
         max_queue: int | None = None,
         on_batch: Callable[[int], None] | None = None,
         max_delay_ms: float | None = None,
+        partial_overlap: bool = False,
     ) -> None:
         check_positive("max_batch_size", max_batch_size, integer=True)
         max_delay = deprecated_ms("max_delay", max_delay, max_delay_ms)  # max_delay_ms: deprecated
@@ -128,6 +132,7 @@ class Batcher(AsyncResource):
         self.max_delay = max_delay
         self.max_queue = max_queue
         self._on_batch = on_batch
+        self.partial_overlap = partial_overlap
         # a dynamic batch dimension: the model's own checks already let a call bring any rows
         self._adapter: Callable[[Inputs], Arrays] = (
             model.adapt if self._fixed is None else _relaxed_adapter(model.info.inputs, shapes)
@@ -287,7 +292,7 @@ class Batcher(AsyncResource):
             if size >= self.max_batch_size or self._closed or not batch:
                 return batch
             remaining = deadline - time.perf_counter()
-            if remaining <= 0 and not self._running:
+            if remaining <= 0 and (self.partial_overlap or not self._running):
                 return batch
             with anyio.move_on_after(remaining if remaining > 0 else math.inf):
                 await self._sleep()

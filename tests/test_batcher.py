@@ -244,6 +244,30 @@ async def test_a_batch_shares_the_device_only_when_full(linear_model):
     assert remote.runs == [1, 3, 1]  # the last one ran once the device was free
 
 
+async def test_partial_overlap_lets_a_partial_batch_take_a_free_request(linear_model):
+    # the same arrivals as above with partial_overlap=True: the second call does not wait for
+    # company, it takes the second request at once
+    remote = Remote(linear_model, gated=True, num_requests=2)
+    results: dict[int, aioinfer.Outputs] = {}
+
+    async def call(i: int) -> None:
+        results[i] = await batcher.infer(rows(i))
+
+    batcher = Batcher(remote, max_batch_size=3, max_delay=0, partial_overlap=True)
+    async with batcher, anyio.create_task_group() as tg:
+        try:
+            tg.start_soon(call, 0)
+            await remote.entered.wait()
+            tg.start_soon(call, 1)
+            await anyio.wait_all_tasks_blocked()
+            assert remote.runs == [1, 1]
+        finally:
+            remote.gate.set()
+    for i, out in results.items():
+        np.testing.assert_array_equal(out[0], models.linear_expected(rows(i)))
+    assert sorted(results) == [0, 1]
+
+
 async def test_fixed_batch_model_is_padded():
     async with aioinfer.load(models.linear([4, 4]), device="CPU", config=models.EXACT) as model:
         sizes: list[int] = []
