@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ._app import Service
+from ._checks import check_positive
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 log = logging.getLogger("aioinfer.serve")
@@ -96,7 +97,8 @@ def http_protocol(
 ) -> type[asyncio.Protocol]:
     """uvicorn's HTTP/1.1 protocol (``uvicorn.Config(http=...)``) bounded by ``header_timeout`` and
     ``max_connections`` (see :class:`_Limited`); ``parser``: ``"httptools"``, ``"h11"``, or
-    ``"auto"`` (httptools when installed, as uvicorn's own choice)."""
+    ``"auto"`` (httptools when installed, as uvicorn's own choice). A limit that is not a finite
+    number > 0 (an integer for ``max_connections``) raises ``ValueError`` naming it."""
     if parser == "auto":
         parser = "h11" if importlib.util.find_spec("httptools") is None else "httptools"
     base: type[asyncio.Protocol]
@@ -108,7 +110,10 @@ def http_protocol(
         base = H11Protocol
     else:
         raise ValueError(f"parser must be 'auto', 'httptools' or 'h11', got {parser!r}")
-    limits = {"header_timeout": header_timeout, "max_connections": max_connections}
+    limits = {
+        "header_timeout": check_positive("header_timeout", header_timeout),
+        "max_connections": check_positive("max_connections", max_connections, integer=True),
+    }
     return type(f"Limited{base.__name__}", (_Limited, base), limits)
 
 

@@ -24,6 +24,10 @@ received within ``body_timeout``, 413 body too large or declaring more than ``ma
 (the message says what was expected), 503 queue full, not ready or shutting down (with
 ``Retry-After``), 504 timeout.
 
+Under your own uvicorn, ``uvicorn.run(app, http=http_protocol())`` bounds the time a client may
+take to send a request's headers and the connections open at once, as ``aioinfer serve`` does
+(uvicorn alone bounds neither).
+
 Needs the ``serve`` extra (``pip install "aioinfer[serve]"``): importing this module without it
 raises :class:`aioinfer.MissingExtraError` saying so.
 """
@@ -33,5 +37,6 @@ from ._install import require
 
 require("serve")  # first: without the extra, an error naming the pip command, not starlette's
 from ._app import create_app  # noqa: E402
+from ._server import http_protocol  # noqa: E402
 
-__all__ = ["Batcher", "create_app"]
+__all__ = ["Batcher", "create_app", "http_protocol"]

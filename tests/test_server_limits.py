@@ -17,8 +17,7 @@ import pytest
 import uvicorn
 from servers import Serving
 
-from aioinfer._server import http_protocol
-from aioinfer.asgi import create_app
+from aioinfer.asgi import create_app, http_protocol  # public: for users of their own uvicorn
 
 pytestmark = pytest.mark.timeout(120)
 PARSERS = ["httptools", "h11"]
@@ -137,3 +136,17 @@ async def test_serve_header_timeout_flag_closes_a_connection_whose_headers_never
         assert await get(other, "/health/live") == 200
         writer.close()
         other[1].close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [
+        ({"header_timeout": float("nan")}, "header_timeout"),
+        ({"header_timeout": 0}, "header_timeout"),
+        ({"max_connections": 0}, "max_connections"),
+        ({"max_connections": 2.5}, "max_connections"),
+    ],
+)
+def test_http_protocol_refuses_limits_that_bound_nothing(limits: dict[str, float], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        http_protocol(**limits)  # type: ignore[arg-type]
