@@ -123,11 +123,13 @@ def serve(variant: str, port: int) -> None:
     import uvicorn
 
     if variant.startswith("oip"):  # as ``aioinfer serve --grpc-port``: HTTP and gRPC on one loop
+        from aioinfer._cli.serve import _event_loop_runner
         from aioinfer._server import serve as serve_both
 
         app = build_app(variant)
         grpc_port = port + GRPC_OFFSET
-        asyncio.run(serve_both(app, host="127.0.0.1", port=port, drain_timeout=5, grpc_port=grpc_port))
+        run = _event_loop_runner()  # the loop aioinfer serve runs on (uvloop when installed)
+        run(serve_both(app, host="127.0.0.1", port=port, drain_timeout=5, grpc_port=grpc_port))
         return
     uvicorn.run(build_app(variant), host="127.0.0.1", port=port, log_level="warning")
 

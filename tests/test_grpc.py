@@ -205,6 +205,7 @@ async def test_cli_grpc_port_serves_the_models_and_drains_on_sigterm(tmp_path):
     ov.save_model(models.linear(), tmp_path / "lin.xml")
     ov.save_model(models.two_in_two_out(), tmp_path / "two.xml")
     async with Serving(tmp_path / "lin.xml", tmp_path / "two.xml", "--grpc-port", "0") as server:
+        await server.wait_for_line("event loop: uvloop")  # installed: the serve extra's uvicorn[standard]
         line = await server.wait_for_line("gRPC (inference.GRPCInferenceService) running on")
         address = re.search(r"running on (\S+)", line).group(1)
         await server.wait_for_line("'two_by_two' ready on CPU")

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         monitor_loop=not args.no_loop_monitor,
         sequence_idle_timeout=args.sequence_idle_timeout,
     )
-    return asyncio.run(
+    return _event_loop_runner()(
         _serve(
             args,
             app,
@@ -194,11 +194,23 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
+    """How the server's event loop runs: on uvloop when it is installed (``uvicorn[standard]``
+    brings it; uvicorn would choose it too), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return getattr(uvloop, "run", asyncio.run)  # uvloop.run: uvloop >= 0.18
+
+
 async def _serve(args: argparse.Namespace, app: Starlette, **options: Any) -> int:
     """Serve ``app`` with ``options`` (see :func:`aioinfer._server.serve`), the event loop's lag
     measured meanwhile (unless ``--no-loop-monitor``) and printed at the end."""
     from .._server import serve
 
+    loop = type(asyncio.get_running_loop())
+    log.info("event loop: %s", "uvloop" if loop.__module__.startswith("uvloop") else "asyncio")
     if args.no_loop_monitor:
         return await serve(app, **options)
     async with monitor_loop(slow_threshold=args.loop_slow_ms / 1e3) as monitor:
