@@ -156,7 +156,7 @@ class QueueFull(AioInferError):
 
 
 class InferTimeout(AioInferError, TimeoutError):
-    """A job did not finish within its timeout; it was dropped or cancelled on the device. A
+    """A job did not finish within its timeout; it was dropped, or given up on the device. A
     ``TimeoutError``, named like it: a condition under load, not a failure of the model."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class ModelInfo:
     precision: str | None = None
     # it keeps state between calls (ReadValue/Assign): call it in a session (AsyncModel.session)
     stateful: bool = False
+    # at most this many compiled copies, each kept on one recurring input shape (load's shape_lanes)
+    shape_lanes: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
@@ -53,6 +56,7 @@ class ModelInfo:
             "config": dict(self.config),
             "precision": self.precision,
             "stateful": self.stateful,
+            "shape_lanes": self.shape_lanes,
         }
 
 
@@ -72,15 +76,21 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
         max_queue: int | None = None,
         share_inputs: bool = False,
         precision: str | None = None,
+        shape_lanes: int = 1,
+        compile_lane: Callable[[], ov.CompiledModel] | None = None,
     ) -> None:
         """``precision``: what :func:`_loading.used_precision` says of ``compiled`` (pass it when
-        known: finding it reads the runtime model); ``None``: found here."""
+        known: finding it reads the runtime model); ``None``: found here. ``shape_lanes`` > 1 takes
+        ``compile_lane``, which compiles one more copy of ``compiled`` (see :func:`load`); a model
+        with state keeps one."""
         # the compiled model's one owner in aioinfer is a spare request: the last reference then
         # always dies in a request's destructor, which releases the GIL. The compiled model's own
         # destructor keeps it while joining the device's threads, and one of those (AUTO) may need
         # it to release a callback: a freeze (see _reaper.py)
         _reaper.start()  # before any request exists that may have to be buried
         self._keeper = compiled.create_infer_request()
+        stateful = bool(self._keeper.query_state())
+        lanes = 1 if stateful or compile_lane is None else shape_lanes
         n = num_requests or _optimal_requests(compiled)
         outputs = tuple(TensorInfo.of(p) for p in compiled.outputs)
         self._adapter = InputAdapter(
@@ -93,6 +103,8 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
             output_index={name: i for i, o in enumerate(outputs) for name in o.names},
             max_queue=max_queue,
             share_inputs=share_inputs,
+            lanes=lanes,
+            compile_lane=compile_lane,
         )
         self.info = ModelInfo(
             name=_model_name(compiled),
@@ -103,7 +115,8 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
             num_requests=n,
             config=_compile_config(compiled),
             precision=precision or _loading.used_precision(compiled),
-            stateful=bool(self._keeper.query_state()),
+            stateful=stateful,
+            shape_lanes=lanes,
         )
 
     async def infer(self, inputs: Inputs, *, timeout: float | None = None) -> Outputs:
@@ -113,7 +126,8 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
         Waits FIFO for a free request; raises :class:`QueueFull` at once when ``max_queue`` callers
         already wait, :class:`InferTimeout` after ``timeout`` seconds, an :class:`InputError` for
         inputs that do not fit the model, :class:`InferenceError` if the device fails. Cancelling
-        the caller drops the job, or cancels it on the device, and frees its request. A model with
+        the caller drops the job, or gives it up on the device (cancelled there if the model's
+        shapes are static, else left to finish), and its result is discarded. A model with
         state raises :class:`SessionError`: call it through :meth:`session`.
         """
         self._stateless()
@@ -171,7 +185,7 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop taking work, let what was submitted finish (at most ``timeout`` seconds, then it is
-        failed with ClosedError and cancelled on the device), and release the requests. Idempotent."""
+        failed with ClosedError and given up as a cancelled call is), and release the requests. Idempotent."""
         await self._pool.aclose(timeout)
 
     @property
@@ -225,6 +239,7 @@ def load(
     max_queue: int | None = None,
     share_inputs: bool = False,
     precision: str | None = None,
+    shape_lanes: int = 1,
 ) -> _Loading[AsyncModel]:
     """Read and compile ``model`` off the event loop and wrap it in an :class:`AsyncModel`.
 
@@ -245,6 +260,15 @@ def load(
     no other request may run on ``model.compiled`` (OpenVINO's CPU plugin can then write a copied
     input into the last shared array).
 
+    ``shape_lanes=N`` (> 1) is for a model fed a few recurring input shapes (batches of varying
+    size, text lines of varying width): OpenVINO's CPU plugin prepares a compiled model for one
+    shape at a time, and pays again (about as much as a small inference) at each change. The model
+    then runs on up to N compiled copies, each kept on one shape, the most recently used shapes
+    keeping theirs; a copy is compiled off the loop when a shape first finds none free, and the
+    calls meanwhile run on the others. Each copy is the same model compiled the same way (the same
+    answers), and costs its compile time and memory. ``stats().lanes`` counts the copies made. A
+    model with state keeps one.
+
     ``model`` may also be the URL of a model on an Open Inference Protocol server (aioinfer's,
     Triton, OpenVINO Model Server, KServe, MLServer): ``http(s)://host:port/v2/models/NAME``
     (``/versions/V`` optional) or ``grpc://host:port/NAME``. The result has the same API, checks
@@ -255,8 +279,11 @@ def load(
 
     Use as ``model = await load(...)`` or ``async with load(...) as model``.
     """
+    if isinstance(shape_lanes, bool) or not isinstance(shape_lanes, int) or shape_lanes < 1:
+        raise ValueError(f"shape_lanes must be an integer >= 1, got {shape_lanes!r}")
     if isinstance(model, str) and "://" in model:  # a model on an inference server
-        if (device, cache_dir, reshape, share_inputs, precision) != ("AUTO", None, None, False, None):
+        local = (device != "AUTO", cache_dir, reshape, share_inputs, precision, shape_lanes != 1)
+        if any(option is not None and option is not False for option in local):
             raise ValueError("a remote model takes only num_requests, max_queue and config")
         from ._remote import load_url
 
@@ -265,14 +292,16 @@ def load(
     if cache_dir is not None:
         cfg["CACHE_DIR"] = str(Path(cache_dir))
 
-    def compile_() -> tuple[ov.CompiledModel, str | None]:
+    def compile_() -> tuple[ov.CompiledModel, str | None, Callable[[], ov.CompiledModel] | None]:
         ov_model = _loading.read_model(model)
         _loading.reshape(ov_model, reshape)
-        compiled = _loading.compile_model(_loading.with_numpy_inputs(ov_model), device, cfg)
-        return compiled, _loading.used_precision(compiled)
+        prepared = _loading.with_numpy_inputs(ov_model)
+        compiled = _loading.compile_model(prepared, device, cfg)
+        lane = functools.partial(_loading.compile_model, prepared, device, cfg) if shape_lanes > 1 else None
+        return compiled, _loading.used_precision(compiled), lane
 
     async def make() -> AsyncModel:
-        compiled, used = await anyio.to_thread.run_sync(compile_)
+        compiled, used, lane = await anyio.to_thread.run_sync(compile_)
         return AsyncModel(
             compiled,
             device=device,
@@ -280,6 +309,8 @@ def load(
             max_queue=max_queue,
             share_inputs=share_inputs,
             precision=used,
+            shape_lanes=shape_lanes,
+            compile_lane=lane,
         )
 
     return _Loading(make)

@@ -11,6 +11,9 @@ Threading rules, which every method below keeps:
   directly, so the device never waits for a busy loop.
 * OpenVINO does not call the callback when a job fails or is cancelled on the device (``wait()``
   raises instead). The watchdog thread polls running requests and recovers those.
+* A model may run on several compiled copies, one per recurring input shape (``_lanes.py``): each
+  slot then holds one request of every copy, and a job runs on the copy its shape maps to. Copies
+  beyond the first are compiled on a thread of their own, when a shape first finds none free.
 * A session reserves one request (``reserve``): it leaves the shared pool, runs only the jobs given
   to it (``run(..., slot=)``), in order, from its own queue, until ``unreserve`` returns it.
 * No infer request is ever released on OpenVINO's callback thread (its destructor would wait for
@@ -23,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -37,6 +41,7 @@ import openvino as ov
 from . import _bridge, _reaper
 from ._errors import ClosedError, InferenceError, InferTimeout, QueueFull, ov_message
 from ._inputs import numpy_dtype
+from ._lanes import ShapeLanes
 from ._outputs import Outputs
 from ._stats import Recorder, Stats
 
@@ -45,6 +50,8 @@ from ._stats import Recorder, Stats
 QUEUED, RUNNING, FINISHED, DONE, CANCELLED = "queued", "running", "finished", "done", "cancelled"
 WATCH_INTERVAL_S = 0.02  # how often busy requests are checked for a failure the callback never reports
 WATCH_NAP_AFTER_S = 1.0  # idle this long, the watchdog sleeps until the next job starts
+
+logger = logging.getLogger("aioinfer")
 
 
 class _Job:
@@ -64,12 +71,13 @@ class _Job:
 
 
 class _Slot:
-    """One infer request and the job it is running (``job is None`` when idle)."""
+    """One infer request of each lane, and the job it is running (``job is None`` when idle)."""
 
-    __slots__ = ("gen", "job", "queue", "request", "returning", "started", "tainted")
+    __slots__ = ("gen", "job", "queue", "request", "requests", "returning", "started", "tainted")
 
     def __init__(self, request: ov.InferRequest) -> None:
-        self.request = request  # None once aclose() has released it
+        self.requests: list[ov.InferRequest | None] = [request]  # by lane; emptied by aclose()
+        self.request = request  # the current job's (the last one's when idle); None once released
         self.job: _Job | None = None
         self.gen = 0  # bumped at each assignment, so a late report about an older job is ignored
         self.started = False  # start_async of the current job has returned
@@ -83,9 +91,9 @@ class _Slot:
 
     def __del__(self) -> None:
         # dropped without aclose(), maybe on OpenVINO's callback thread: the reaper releases it
-        if self.request is not None:
-            with contextlib.suppress(Exception):  # at interpreter exit the module may be gone
-                _reaper.bury(self, "request")
+        self.request = None  # the same object as one of ``requests``
+        with contextlib.suppress(Exception):  # at interpreter exit the module may be gone
+            _reaper.bury_all(self.requests)
 
 
 class RequestPool:
@@ -101,7 +109,11 @@ class RequestPool:
         output_index: dict[str, int],
         max_queue: int | None = None,
         share_inputs: bool = False,
+        lanes: int = 1,
+        compile_lane: Callable[[], ov.CompiledModel] | None = None,
     ) -> None:
+        """``lanes`` > 1: run each recurring input shape on a compiled copy of its own, up to
+        ``lanes`` copies, made by ``compile_lane`` (see ``_lanes.py``)."""
         self._bridge = _bridge.current()
         self._lock = threading.Lock()
         self._max_queue = max_queue
@@ -110,14 +122,18 @@ class RequestPool:
         # others (bf16, f8, u4, ...) go through OpenVINO's own conversion in start_async
         self._fast_inputs = all(numpy_dtype(p.get_element_type()) is not None for p in compiled.inputs)
         self._n_out = len(compiled.outputs)
+        self._device_cancel = _all_static(compiled)
         self._out_names = tuple(output_names)
         self._out_index = output_index
         _reaper.start()  # here, not where a slot may be collected (see _reaper.start)
         self._slots = [_Slot(compiled.create_infer_request()) for _ in range(num_requests)]
         # the callback holds the pool weakly: no reference cycle through OpenVINO's C++ side
-        callback = functools.partial(_completion_callback, weakref.ref(self))
+        self._callback = functools.partial(_completion_callback, weakref.ref(self))
         for index, slot in enumerate(self._slots):
-            slot.request.set_callback(callback, index)
+            slot.request.set_callback(self._callback, (index, 0))
+        self._lanes = ShapeLanes(lanes if compile_lane is not None else 1)
+        self._compile_lane = compile_lane
+        self._grower: threading.Thread | None = None
         self._idle = list(reversed(self._slots))
         self._queue: deque[_Job] = deque()
         self._queued = 0  # live (not cancelled) jobs in _queue
@@ -145,8 +161,8 @@ class RequestPool:
         self, inputs: dict[int, np.ndarray], timeout: float | None = None, slot: _Slot | None = None
     ) -> Outputs:
         """Run one job (on the reserved ``slot`` if given, after its earlier jobs); cancelling the
-        caller (a task's cancel(), a cancel scope) or the timeout drops it from the queue or cancels
-        it on the device, and frees its request."""
+        caller (a task's cancel(), a cancel scope) or the timeout drops it from the queue or gives it
+        up on the device (see ``_cancel``), and frees its request."""
         outputs: Outputs = await self._await(_Job(inputs, self._bridge.future(), slot), timeout)
         return outputs
 
@@ -248,8 +264,9 @@ class RequestPool:
             self._kick.set()
 
     def _cancel(self, job: _Job) -> None:
-        """The caller gave up: drop a queued job, cancel a running one on the device, discard a
-        finished one's outcome. A session's job given up after it started leaves the session's
+        """The caller gave up: drop a queued job, give up a running one (cancelled on the
+        device if the model's shapes are static, see ``_all_static``; else left to finish), discard
+        a finished one's outcome. A session's job given up after it started leaves the session's
         state unknown: its slot is tainted."""
         with self._lock:
             state = job.state
@@ -262,7 +279,7 @@ class RequestPool:
             elif job.pinned is not None:
                 job.pinned.tainted = True
             slot = job.slot
-            on_device = state == RUNNING and slot is not None and slot.started
+            on_device = state == RUNNING and slot is not None and slot.started and self._device_cancel
             if on_device:  # a RUNNING job is its slot's current one: under the lock it cannot move on
                 slot.request.cancel()  # type: ignore[union-attr]
         if on_device:
@@ -311,7 +328,8 @@ class RequestPool:
         with self._lock:  # the counters and latencies are the loop's own: only these need the lock
             running = sum(1 for s in self._slots if s.job is not None and s.job.state == RUNNING)
             queued, size = self._queued, len(self._slots)
-        return self._stats.snapshot(running, queued, size)
+            lanes = self._lanes.count
+        return self._stats.snapshot(running, queued, size, lanes)
 
     def busy_requests(self) -> int:
         """Requests not idle, including those finishing a cancelled job."""
@@ -325,7 +343,7 @@ class RequestPool:
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Take no more work; let queued and running jobs finish (up to ``timeout`` seconds), then
-        fail what is left with ClosedError and cancel it on the device. Returns once no callback of
+        fail what is left with ClosedError and give it up as ``_cancel`` does. Returns once no callback of
         the pool is running any more and its requests are released."""
         self._bridge.check()
         with self._lock:
@@ -350,14 +368,18 @@ class RequestPool:
         (``wait()`` returns only after it), drop the requests here, idle, never on OpenVINO's thread."""
         with self._releasing:  # a second aclose() returns once the first has released them
             self._watchdog.join()
+            if self._grower is not None:
+                self._grower.join()  # a copy being compiled: dropped once it is (see _add_lane)
             with self._lock:
                 slots, self._slots, self._idle = self._slots, [], []
             for slot in slots:
-                request, slot.request = slot.request, None
-                if request is not None:
-                    with contextlib.suppress(Exception):  # a failed or cancelled last job is over too
-                        request.wait()
-                del request
+                requests, slot.requests, slot.request = slot.requests, [], None
+                while requests:
+                    request = requests.pop()
+                    if request is not None:
+                        with contextlib.suppress(Exception):  # a failed or cancelled last job is over too
+                            request.wait()
+                    del request
 
     async def _wait_idle(self) -> None:
         if self._is_idle():
@@ -385,6 +407,36 @@ class RequestPool:
         slot.started = False
         job.slot = slot
         job.state = RUNNING
+        if self._lanes.limit > 1 and job.inputs is not None and job.pinned is None:
+            self._to_lane(slot, job.inputs)
+
+    def _to_lane(self, slot: _Slot, inputs: dict[int, np.ndarray]) -> None:
+        """Point ``slot`` at the request of the lane for ``inputs``' shapes; start one more lane
+        when it is time (caller holds the lock)."""
+        lane, grow = self._lanes.lane_for(tuple(array.shape for array in inputs.values()))
+        slot.request = slot.requests[lane]
+        if grow and not self._closed:
+            self._grower = threading.Thread(
+                target=_grow,
+                args=(weakref.ref(self), self._compile_lane, len(self._slots)),
+                name="aioinfer-lane",
+                daemon=True,
+            )
+            self._grower.start()
+
+    def _add_lane(self, requests: list[ov.InferRequest] | None) -> list[ov.InferRequest] | None:
+        """The lane thread: give each slot its request of a new lane (``None``: it failed to
+        compile). Returns the requests when the pool is closed: the caller drops them, unused."""
+        with self._lock:
+            if requests is None or self._closed:
+                self._lanes.stop_growing()
+                return requests
+            lane = self._lanes.count
+            for index, (slot, request) in enumerate(zip(self._slots, requests, strict=True)):
+                request.set_callback(self._callback, (index, lane))
+                slot.requests.append(request)
+            self._lanes.grown()
+            return None
 
     def _start(self, slot: _Slot, job: _Job) -> None:
         if job.inputs is None:
@@ -400,7 +452,7 @@ class RequestPool:
             if slot.gen != gen:
                 return
             slot.started = True
-            cancelled = job.state == CANCELLED
+            cancelled = job.state == CANCELLED and self._device_cancel
             if cancelled:  # the caller gave up while the job was being started
                 slot.request.cancel()
         if cancelled:
@@ -438,16 +490,16 @@ class RequestPool:
                 tensor.data[...] = array
         request.start_async()
 
-    def _on_complete(self, index: int) -> None:
+    def _on_complete(self, index: int, lane: int) -> None:
         """A job finished on the device (OpenVINO's callback thread): copy its outputs, hand them over."""
         with self._lock:
             if index >= len(self._slots):
                 return
             slot = self._slots[index]
-            job, gen = slot.job, slot.gen
-        if job is None:
-            return
-        request = slot.request
+            job, gen, request = slot.job, slot.gen, slot.request
+            stale = lane >= len(slot.requests) or slot.requests[lane] is not request
+        if job is None or stale:
+            return  # not the request of the slot's current job
         try:
             arrays = [np.array(request.get_output_tensor(i).data) for i in range(self._n_out)]
         except Exception as exc:
@@ -468,10 +520,10 @@ class RequestPool:
     def _poll(self) -> None:
         """Watchdog thread: find running jobs that failed or were cancelled on the device."""
         with self._lock:
-            running = [(s, s.gen, s.job) for s in self._slots if s.job is not None and s.started]
-        for slot, gen, job in running:
+            running = [(s, s.gen, s.job, s.request) for s in self._slots if s.job is not None and s.started]
+        for slot, gen, job, request in running:
             try:
-                slot.request.wait_for(20 if job.state == CANCELLED else 0)
+                request.wait_for(20 if job.state == CANCELLED and self._device_cancel else 0)
             except Exception as exc:
                 error = InferenceError(f"the device failed to run the job: {ov_message(exc)}")
                 self._release(slot, gen, None, error, 0.0)
@@ -533,17 +585,48 @@ def _unreserved(slot: _Slot) -> None:
     slot.queue, slot.returning, slot.tainted = None, False, False
 
 
-def _completion_callback(pool_ref: weakref.ReferenceType[RequestPool], index: int) -> None:
-    """OpenVINO's completion callback. It must never raise: that can abort the interpreter. What
-    ``_complete`` held is dropped when it returns, still inside the callback scope."""
+def _all_static(compiled: ov.CompiledModel) -> bool:
+    """Whether every input and output of ``compiled`` has a static shape. Only then is a running job
+    given up cancelled on the device: with OpenVINO 2026.4's CPU plugin, cancelling a job of a
+    dynamic-shape model can spoil its next job of another shape (a wrong output, or a shape error);
+    there the job runs to its end instead, and its result is dropped."""
+    ports = [*compiled.inputs, *compiled.outputs]
+    return all(port.get_partial_shape().is_static for port in ports)
+
+
+def _completion_callback(pool_ref: weakref.ReferenceType[RequestPool], where: tuple[int, int]) -> None:
+    """OpenVINO's completion callback (``where``: the slot's index and the lane's). It must never
+    raise: that can abort the interpreter. What ``_complete`` held is dropped when it returns, still
+    inside the callback scope."""
     with _reaper.IN_CALLBACK, contextlib.suppress(BaseException):
-        _complete(pool_ref, index)
+        _complete(pool_ref, where)
 
 
-def _complete(pool_ref: weakref.ReferenceType[RequestPool], index: int) -> None:
+def _complete(pool_ref: weakref.ReferenceType[RequestPool], where: tuple[int, int]) -> None:
     pool = pool_ref()
     if pool is not None:
-        pool._on_complete(index)
+        pool._on_complete(*where)
+
+
+def _grow(
+    pool_ref: weakref.ReferenceType[RequestPool], compile_lane: Callable[[], ov.CompiledModel], count: int
+) -> None:
+    """Lane thread body: compile one more copy and give it to the pool. The copy's requests own it
+    (as in ``AsyncModel``); if the pool is gone or closed they die here, never started."""
+    try:
+        requests: list[ov.InferRequest] | None = _lane_requests(compile_lane, count)
+    except Exception as exc:
+        logger.warning("no more shape lanes: a copy of the model failed to compile: %s", ov_message(exc))
+        requests = None
+    pool = pool_ref()
+    if pool is not None:
+        requests = pool._add_lane(requests)
+    del pool, requests
+
+
+def _lane_requests(compile_lane: Callable[[], ov.CompiledModel], count: int) -> list[ov.InferRequest]:
+    compiled = compile_lane()
+    return [compiled.create_infer_request() for _ in range(count)]
 
 
 def _watch(pool_ref: weakref.ReferenceType[RequestPool], kick: threading.Event) -> None:

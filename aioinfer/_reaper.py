@@ -54,6 +54,22 @@ def bury(owner: object, attribute: str) -> None:
     _pending.put(_take(owner, attribute))
 
 
+def bury_all(requests: list[ov.InferRequest | None]) -> None:
+    """:func:`bury` each request of ``requests`` (leaving None in its place)."""
+    global _unfinished
+    for index in range(len(requests)):  # no iterator may keep a reference behind (enumerate's tuple would)
+        if requests[index] is not None:
+            with _state:
+                _unfinished += 1
+            _pending.put(_take_item(requests, index))
+
+
+def _take_item(requests: list[ov.InferRequest | None], index: int) -> ov.InferRequest:
+    request = requests[index]
+    requests[index] = None
+    return request
+
+
 def _take(owner: object, attribute: str) -> ov.InferRequest:
     request = getattr(owner, attribute)
     setattr(owner, attribute, None)

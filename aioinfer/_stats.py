@@ -44,6 +44,7 @@ class Stats:
     running: int
     queued: int
     num_requests: int
+    lanes: int = 1  # compiled copies of the model in use, one per recurring input shape (load's shape_lanes)
     device_ms: Latency = field(default_factory=Latency)
     await_ms: Latency = field(default_factory=Latency)
 
@@ -64,7 +65,7 @@ class Recorder:
         self.device_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.await_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
-    def snapshot(self, running: int, queued: int, num_requests: int) -> Stats:
+    def snapshot(self, running: int, queued: int, num_requests: int, lanes: int = 1) -> Stats:
         """Counters now; ``in_flight`` is every submitted job neither queued nor settled."""
         settled = self.completed + self.failed + self.cancelled
         return Stats(
@@ -77,6 +78,7 @@ class Recorder:
             running=running,
             queued=queued,
             num_requests=num_requests,
+            lanes=lanes,
             device_ms=Latency.of(self.device_ms),
             await_ms=Latency.of(self.await_ms),
         )

@@ -599,3 +599,15 @@ async def test_trio_futures_behave_like_asyncio_futures() -> None:
         with pytest.raises(RuntimeError, match="another task already awaits"):
             await twice
         twice.set_result(None)
+
+
+def test_only_models_of_static_shapes_have_jobs_given_up_cancelled_on_the_device() -> None:
+    """Cancelling a running dynamic-shape job on OpenVINO's CPU plugin can spoil the next job of
+    another shape (tests/test_lanes.py shows it through the pool): only all-static models are
+    cancelled on the device."""
+    from aioinfer import _loading
+    from aioinfer._pool import _all_static
+
+    core = _loading.core()
+    assert not _all_static(core.compile_model(models.linear(), "CPU"))  # dynamic batch
+    assert _all_static(core.compile_model(models.linear([2, 4]), "CPU"))

@@ -117,9 +117,10 @@ def key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, shape_lanes: bool = True) -> None:
     """The options every sub-command that loads a model takes, named as :func:`aioinfer.load`'s
-    arguments: ``--device``, ``--num-requests``, ``--hint``, ``--precision``, ``--config``."""
+    arguments: ``--device``, ``--num-requests``, ``--hint``, ``--precision``, ``--shape-lanes``,
+    ``--config`` (``--shape-lanes`` only where inputs may vary: ``shape_lanes``)."""
     parser.add_argument(
         "--device", default="AUTO", help="OpenVINO device: CPU, GPU, AUTO, ... (default: AUTO)"
     )
@@ -136,6 +137,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="inference precision (OpenVINO INFERENCE_PRECISION_HINT; default: the device's, "
         "bf16 on CPUs that have it)",
     )
+    if shape_lanes:
+        _add_shape_lanes(parser)
     parser.add_argument(
         "--config",
         action="append",
@@ -143,6 +146,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="OpenVINO compile option, e.g. INFERENCE_PRECISION_HINT=f32 (repeatable)",
+    )
+
+
+def _add_shape_lanes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shape-lanes",
+        type=positive(int),
+        metavar="N",
+        help="run a model fed a few recurring input shapes on up to N compiled copies, each kept on "
+        "one shape (default: 1; the ocr task's recognizer 16, its classifier 8)",
     )
 
 
@@ -157,7 +170,10 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
         config = _loading.with_precision(config, args.precision)
     except ValueError as exc:
         raise UsageError(f"--{exc}") from None
-    return {"device": args.device, "num_requests": args.num_requests, "config": config or None}
+    options = {"device": args.device, "num_requests": args.num_requests, "config": config or None}
+    if getattr(args, "shape_lanes", None) is not None:  # else each model's own (the ocr task's differ)
+        options["shape_lanes"] = args.shape_lanes
+    return options
 
 
 def add_task_options(parser: argparse.ArgumentParser, *, what: str) -> None:

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="fixed input shape, e.g. 1,3,224,224 (default: the model's own, if static)",
     )
-    add_model_options(p)
+    add_model_options(p, shape_lanes=False)  # one fixed input shape
     p.add_argument("--rounds", type=positive(int), default=5, help="rounds of every method (default: 5)")
     p.add_argument(
         "--seconds",

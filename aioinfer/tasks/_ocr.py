@@ -50,6 +50,9 @@ DET_MAX_SIDE = 4096  # the detector's input never has a longer side (~2.4 GiB pe
 CROP_MAX_PIXELS = 1 << 20  # a line's crop larger than this is warped at a smaller scale to fit
 LINE_BATCH = 32  # lines cropped, classified and recognized at a time, per image
 CLS_HEIGHT, CLS_WIDTH = 48, 192
+# compiled copies per model, each kept on one input shape (see aioinfer.load): lines recur at a few
+# widths and batch sizes; pages seldom share a size
+SHAPE_LANES = {"det": 1, "cls": 8, "rec": 16}
 PAD_VALUE = 127  # mid-grey: ~0 after normalization, like PP-OCR's zero padding
 LINE_Y_TOLERANCE = 10  # boxes whose tops differ by less than this many pixels are on one line
 MIN_BOX_SIDE = 3
@@ -350,7 +353,8 @@ class OCRTask(Task[TextResult]):
                 loaded.append(served)
                 return served, found
             ov_model, found = await anyio.to_thread.run_sync(prepared_model, role, source, alphabet)
-            loaded.append(await load_model(ov_model, device=device, **load_kwargs))
+            lanes = {"shape_lanes": SHAPE_LANES[role], **load_kwargs}
+            loaded.append(await load_model(ov_model, device=device, **lanes))
             return loaded[-1], found
 
         try:
