@@ -58,7 +58,7 @@ class Step(Mappable[Any]):
         return cls(model, predict, None)
 
     def _map_target(self) -> tuple[Callable[[Any], Awaitable[Any]], int]:
-        return self.predict, self.model.info.num_requests
+        return self.predict, self.task.requests if self.task is not None else self.model.info.num_requests
 
     def record(self, r: MapResult[Any]) -> dict[str, Any]:
         """The JSON line of one frame: its index and timestamp, and the task's prediction (the
@@ -117,10 +117,10 @@ async def run_pipeline(
     each: Callable[[MapResult[Any]], None] | None = None,
 ) -> PipelineStats:
     """Run ``step`` over every frame of ``source`` in order (at most ``max_in_flight`` frames read
-    and not yet written; default: twice the model's requests), writing each frame drawn to
-    ``video`` (at the source's fps) and its record to ``jsonl`` when given, and calling ``each``
-    (on the event loop: keep it cheap) with each result. ``seconds`` runs from the start of the
-    map to the last frame written. A failure stops the run and raises."""
+    and not yet written; default: twice the requests of the model, or of all the task's models),
+    writing each frame drawn to ``video`` (at the source's fps) and its record to ``jsonl`` when
+    given, and calling ``each`` (on the event loop: keep it cheap) with each result. ``seconds``
+    runs from the start of the map to the last frame written. A failure stops the run and raises."""
     async with AsyncExitStack() as stack:
         videos = await stack.enter_async_context(VideoSink(video, fps=source.fps)) if video else None
         lines = await stack.enter_async_context(JsonlSink(jsonl)) if jsonl else None

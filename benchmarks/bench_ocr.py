@@ -3,8 +3,8 @@ same PP-OCR model files (the ones the ``rapidocr`` wheel ships), the same detect
 the same thresholds, on the same generated pages, in the same run.
 
 - aioinfer: ``tasks.load(None, task="ocr")``, the pages through ``task.map`` (its default window:
-  twice the detector's requests, so several images are in flight at once: the detector of one
-  overlaps the recognizer of another), as a user of an async library runs it;
+  twice the requests of its three models, so several images are in flight at once: the detector of
+  one overlaps the recognizer of another), as a user of an async library runs it;
 - rapidocr: ``RapidOCR`` with ``engine_type: openvino`` for det, cls and rec, each pointed at the
   bundled file (``model_path``; nothing is downloaded), ``limit_side_len``/``limit_type`` and
   ``cls_thresh`` set to aioinfer's, its engine config left at its defaults; pages one after the
@@ -319,7 +319,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "chunk": args.chunk,
             "settings": ocr.settings,
             "same_detector_input": f"{same_detector_sizes(engine, ocr, pages)}/{len(pages)}",
-            "aioinfer_in_flight": 2 * ocr.model.info.num_requests,  # task.map's default window
+            "aioinfer_in_flight": 2 * ocr.requests,  # task.map's default window
             "num_requests": {role: m.info.num_requests for role, m in ocr.models.items()},
             "shape_lanes": lanes,
             "precision": {

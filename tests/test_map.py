@@ -241,7 +241,8 @@ async def test_map_stop_and_aclose(video, slow_probe):
             first = await results.__anext__()
             assert first.index == len(indices)
         stats = results.stats()
-        assert stats.read > 1 and stats.inferred == 1 and stats.in_flight == 0  # the rest were cancelled
+        # whatever else was read by then (how much is a race with the first result) was cancelled
+        assert stats.read >= stats.inferred == 1 and stats.in_flight == 0
     await slow_probe.aclose()
     assert_idle(slow_probe)
 

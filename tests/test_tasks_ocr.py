@@ -347,6 +347,14 @@ async def test_info_and_stage_latencies(ocr):
     assert stages["forward"].p50 > max(stages["det"].p50, stages["rec"].p50)
 
 
+async def test_map_keeps_every_model_of_the_pipeline_busy_by_default(ocr):
+    """The default window is twice the requests of det, cls and rec together (not of det alone:
+    then the recognizer idles while the detector runs)."""
+    assert ocr.requests == sum(m.info.num_requests for m in ocr.models.values()) > ocr.model.info.num_requests
+    assert ocr._map_target()[1] == ocr.requests
+    assert ocr.models["rec"].info.shape_lanes == 16 and ocr.models["det"].info.shape_lanes == 1
+
+
 async def test_bad_model_mapping_is_rejected():
     with pytest.raises(aioinfer.ModelLoadError, match="'det', 'rec'"):
         await tasks.load({"rec": "x.onnx"}, task="ocr")

@@ -25,7 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--jsonl", help="write one JSON object per frame to this file")
     add_model_options(p)
     p.add_argument(
-        "--max-in-flight", type=positive(int), help="frames in flight (default: 2 x --num-requests)"
+        "--max-in-flight",
+        type=positive(int),
+        help="frames in flight (default: twice the requests of the model, or of all a task's models)",
     )
     p.add_argument(
         "--start", type=positive(int, zero=True), help="first frame (default: first in the direction)"

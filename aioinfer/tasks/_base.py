@@ -205,7 +205,14 @@ class Task(Mappable[P], AsyncResource):
     __call__ = predict
 
     def _map_target(self) -> tuple[Callable[[Any], Awaitable[P]], int]:
-        return self.predict, self.model.info.num_requests
+        return self.predict, self.requests
+
+    @property
+    def requests(self) -> int:
+        """The infer requests of all its models: ``map`` keeps twice as many images in flight by
+        default, so that each model of a pipeline (OCR's detector, classifier, recognizer) has work
+        waiting while the others run."""
+        return sum(model.info.num_requests for model in self.models.values())
 
     def _pre_process_any(self, image: Any) -> tuple[Any, Any]:
         return self.pre_process(_as_bgr(image))
