@@ -263,11 +263,11 @@ def load(
     ``shape_lanes=N`` (> 1) is for a model fed a few recurring input shapes (batches of varying
     size, text lines of varying width): OpenVINO's CPU plugin prepares a compiled model for one
     shape at a time, and pays again (about as much as a small inference) at each change. The model
-    then runs on up to N compiled copies, each kept on one shape, the most recently used shapes
-    keeping theirs; a copy is compiled off the loop when a shape first finds none free, and the
-    calls meanwhile run on the others. Each copy is the same model compiled the same way (the same
-    answers), and costs its compile time and memory. ``stats().lanes`` counts the copies made. A
-    model with state keeps one.
+    then runs on up to N compiled copies, each kept on one shape, the shapes called most keeping
+    theirs; a copy is compiled off the loop when a shape called twice finds none free (one at a
+    time), and the calls meanwhile run on the others. Each copy is the same model compiled the
+    same way (the same answers), and costs its compile time and memory. ``stats().lanes`` counts
+    the copies made. A model with state keeps one.
 
     ``model`` may also be the URL of a model on an Open Inference Protocol server (aioinfer's,
     Triton, OpenVINO Model Server, KServe, MLServer): ``http(s)://host:port/v2/models/NAME``
