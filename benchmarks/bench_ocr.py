@@ -33,6 +33,7 @@ splits aioinfer's CPU ms / image by stage (each run alone, one after the other: 
     python benchmarks/bench_ocr.py
     python benchmarks/bench_ocr.py --pages 60 --rounds 5 --json bench_ocr.json
     python benchmarks/bench_ocr.py --norm-runs 15   # also: normalization in the graph vs NumPy
+    python benchmarks/bench_ocr.py --shape-lanes 16  # a long run's set-up: see aioinfer.load
 """
 
 from __future__ import annotations
@@ -286,7 +287,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     walls: dict[str, list[float]] = {name: [] for name in names}
     cpus: dict[str, list[float]] = {name: [] for name in names}
     ratios: dict[str, list[float]] = {rival: [] for rival in RIVALS}
-    async with load(None, task="ocr", device=args.device, settings=args.settings) as ocr:
+    lanes = {"rec": args.shape_lanes, "cls": args.shape_lanes}  # a page size seldom recurs: det keeps 1
+    options = {"device": args.device, "settings": args.settings, "shape_lanes": lanes}
+    async with load(None, task="ocr", **options) as ocr:
         engine = rapidocr_engine(ocr)
         engines = [rapidocr_engine(ocr) for _ in range(2)]
         runners: dict[str, Runner] = {
@@ -382,6 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         "--chunk", type=int, default=30, help="pages each pipeline reads in turn, alternating who goes first"
     )
     parser.add_argument("--device", default="CPU")
+    parser.add_argument(
+        "--shape-lanes",
+        type=int,
+        default=1,
+        help="aioinfer's compiled copies of the recognizer and the classifier, one per recurring "
+        "input shape (default 1, as loaded)",
+    )
     parser.add_argument(
         "--settings",
         type=json.loads,

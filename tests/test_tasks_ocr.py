@@ -352,7 +352,14 @@ async def test_map_keeps_every_model_of_the_pipeline_busy_by_default(ocr):
     then the recognizer idles while the detector runs)."""
     assert ocr.requests == sum(m.info.num_requests for m in ocr.models.values()) > ocr.model.info.num_requests
     assert ocr._map_target()[1] == ocr.requests
-    assert ocr.models["rec"].info.shape_lanes == 16 and ocr.models["det"].info.shape_lanes == 1
+
+
+async def test_shape_lanes_by_role():
+    async with tasks.load(None, task="ocr", shape_lanes={"rec": 3, "cls": 2}) as task:
+        assert {r: m.info.shape_lanes for r, m in task.models.items()} == {"det": 1, "rec": 3, "cls": 2}
+        assert (await task.predict(render(LINES)[0])).texts == LINES
+    with pytest.raises(aioinfer.SettingsError, match="'dec'"):
+        await tasks.load(None, task="ocr", shape_lanes={"dec": 4})
 
 
 async def test_bad_model_mapping_is_rejected():

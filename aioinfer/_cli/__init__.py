@@ -155,7 +155,7 @@ def _add_shape_lanes(parser: argparse.ArgumentParser) -> None:
         type=positive(int),
         metavar="N",
         help="run a model fed a few recurring input shapes on up to N compiled copies, each kept on "
-        "one shape (default: 1; the ocr task's recognizer 16, its classifier 8)",
+        "one shape (default: 1)",
     )
 
 
@@ -171,7 +171,7 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError as exc:
         raise UsageError(f"--{exc}") from None
     options = {"device": args.device, "num_requests": args.num_requests, "config": config or None}
-    if getattr(args, "shape_lanes", None) is not None:  # else each model's own (the ocr task's differ)
+    if getattr(args, "shape_lanes", None) is not None:
         options["shape_lanes"] = args.shape_lanes
     return options
 

@@ -50,9 +50,6 @@ DET_MAX_SIDE = 4096  # the detector's input never has a longer side (~2.4 GiB pe
 CROP_MAX_PIXELS = 1 << 20  # a line's crop larger than this is warped at a smaller scale to fit
 LINE_BATCH = 32  # lines cropped, classified and recognized at a time, per image
 CLS_HEIGHT, CLS_WIDTH = 48, 192
-# compiled copies per model, each kept on one input shape (see aioinfer.load): lines recur at a few
-# widths and batch sizes; pages seldom share a size
-SHAPE_LANES = {"det": 1, "cls": 8, "rec": 16}
 PAD_VALUE = 127  # mid-grey: ~0 after normalization, like PP-OCR's zero padding
 LINE_Y_TOLERANCE = 10  # boxes whose tops differ by less than this many pixels are on one line
 MIN_BOX_SIDE = 3
@@ -338,13 +335,16 @@ class OCRTask(Task[TextResult]):
         raw (see :mod:`aioinfer.tasks._ocr_models`). ``characters``: the recognizer's classes in
         order (index 0 the CTC blank), needed when its metadata has no ``character`` list, or when
         it is served prepared; a served raw recognizer that scores as many classes as the bundled
-        one reads with the bundled alphabet."""
+        one reads with the bundled alphabet. ``shape_lanes`` (see :func:`aioinfer.load`): one number
+        for every model, or one per role, e.g. ``{"rec": 16, "cls": 8}`` for a long run (line widths
+        and batch sizes recur; a page size seldom does)."""
         from ._ocr_models import is_url, load_remote, prepared_model  # (which imports this module)
 
         if labels is not None:
             raise SettingsError("the ocr task takes no labels: its recognizer's alphabet is in the model")
         loaded: list[AsyncModel] = []
         remote = {key: load_kwargs.get(key) for key in ("num_requests", "max_queue")}
+        lanes = _lanes_by_role(load_kwargs.pop("shape_lanes", 1))
 
         async def prepare_and_load(role: str) -> tuple[AsyncModel, tuple[str, ...]]:
             source, alphabet = sources[role], characters if role == "rec" else None
@@ -353,8 +353,7 @@ class OCRTask(Task[TextResult]):
                 loaded.append(served)
                 return served, found
             ov_model, found = await anyio.to_thread.run_sync(prepared_model, role, source, alphabet)
-            lanes = {"shape_lanes": SHAPE_LANES[role], **load_kwargs}
-            loaded.append(await load_model(ov_model, device=device, **lanes))
+            loaded.append(await load_model(ov_model, device=device, shape_lanes=lanes[role], **load_kwargs))
             return loaded[-1], found
 
         try:
@@ -519,6 +518,19 @@ def _check_alphabet(rec: ov.Model, alphabet: Sequence[str]) -> None:
             f"the recognizer scores {classes.get_length()} classes but its alphabet (with the CTC blank) "
             f"has {len(alphabet)}"
         )
+
+
+def _lanes_by_role(lanes: int | Mapping[str, int]) -> dict[str, int]:
+    """``shape_lanes`` for each role: the same number for all, or a mapping by role (1 for a role
+    it leaves out); a :class:`SettingsError` for a role the task has not."""
+    from ._ocr_models import ROLES  # (which imports this module)
+
+    if not isinstance(lanes, Mapping):
+        return dict.fromkeys(ROLES, lanes)
+    unknown = set(lanes) - set(ROLES)
+    if unknown:
+        raise SettingsError(f"shape_lanes names models the ocr task has not: {sorted(unknown)} ({ROLES})")
+    return {role: lanes.get(role, 1) for role in ROLES}
 
 
 def _sources(model: Mapping[str, Any] | None) -> dict[str, Any]:
