@@ -58,7 +58,9 @@ class Step(Mappable[Any]):
         return cls(model, predict, None)
 
     def _map_target(self) -> tuple[Callable[[Any], Awaitable[Any]], int]:
-        return self.predict, self.task.requests if self.task is not None else self.model.info.num_requests
+        if self.task is not None:  # the task's own window (all its models)
+            return self.predict, self.task._map_target()[1]
+        return self.predict, self.model.info.num_requests
 
     def record(self, r: MapResult[Any]) -> dict[str, Any]:
         """The JSON line of one frame: its index and timestamp, and the task's prediction (the

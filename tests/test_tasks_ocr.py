@@ -352,6 +352,8 @@ async def test_map_keeps_every_model_of_the_pipeline_busy_by_default(ocr):
     then the recognizer idles while the detector runs)."""
     assert ocr.requests == sum(m.info.num_requests for m in ocr.models.values()) > ocr.model.info.num_requests
     assert ocr._map_target()[1] == ocr.requests
+    async with tasks.load(None, task="ocr", num_requests=20) as many:  # as remote models (64 each) would
+        assert many.requests == 60 and many._map_target()[1] == 32  # a window of 64 images, not 120
 
 
 async def test_shape_lanes_by_role():

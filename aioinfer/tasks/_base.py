@@ -25,6 +25,9 @@ from . import _draw
 from ._labels import LabelsSource, resolve_labels
 from ._settings import Setting, Settings, SettingsSource, check_settings, is_checked
 
+# images a task's map keeps in flight by default, at most (models on a server count 64 requests each)
+MAP_WINDOW = 64
+
 T = TypeVar("T")
 P = TypeVar("P")  # what a task's predict returns
 TaskT = TypeVar("TaskT", bound="Task[Any]")
@@ -205,13 +208,13 @@ class Task(Mappable[P], AsyncResource):
     __call__ = predict
 
     def _map_target(self) -> tuple[Callable[[Any], Awaitable[P]], int]:
-        return self.predict, self.requests
+        return self.predict, min(self.requests, MAP_WINDOW // 2)
 
     @property
     def requests(self) -> int:
         """The infer requests of all its models: ``map`` keeps twice as many images in flight by
-        default, so that each model of a pipeline (OCR's detector, classifier, recognizer) has work
-        waiting while the others run."""
+        default (at most ``MAP_WINDOW``), so that each model of a pipeline (OCR's detector,
+        classifier, recognizer) has work waiting while the others run."""
         return sum(model.info.num_requests for model in self.models.values())
 
     def _pre_process_any(self, image: Any) -> tuple[Any, Any]:
