@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openvino as ov
@@ -170,6 +171,15 @@ def channel_means(size: int = 32) -> ov.Model:
     x = ops.parameter([1, 3, size, size], np.float32, name="x")
     y = ops.reduce_mean(x, ops.constant(np.array([2, 3], np.int64)), keep_dims=False)
     return ov.Model([_named(y, "logits")], [x], "channel_means")
+
+
+def channel_task() -> Any:
+    """The classification task on :func:`channel_means` (labels b, g, r: the BGR channel with the
+    highest mean wins), exact, on CPU: ``async with channel_task() as task``."""
+    from aioinfer import tasks
+
+    labels = ["b", "g", "r"]
+    return tasks.load(channel_means(), task="classification", labels=labels, device="CPU", config=EXACT)
 
 
 def identity_image(size: int = 32) -> ov.Model:

@@ -10,7 +10,6 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from servers import serving
 
-import aioinfer
 from aioinfer.asgi import create_app
 
 
@@ -71,13 +70,7 @@ async def test_two_apps_keep_separate_registries(linear_model):
 async def test_task_stages_are_histograms_counting_exactly_the_predictions_sent():
     image = cv2.imencode(".png", np.full((32, 32, 3), (10, 20, 30), np.uint8))[1].tobytes()
     png = {"content-type": "image/png"}
-    loading = aioinfer.tasks.load(
-        models.channel_means(),
-        task="classification",
-        labels=["b", "g", "r"],
-        device="CPU",
-        config=models.EXACT,
-    )
+    loading = models.channel_task()
     async with loading as task:  # the caller's: it outlives the app
         app = create_app({"means": task})
         stages = ("pre_process", "forward", "post_process")

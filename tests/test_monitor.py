@@ -162,13 +162,7 @@ async def test_a_served_app_exports_the_loop_lag_and_each_stage(linear_model):
 
 @ASYNCIO_ONLY
 async def test_a_served_task_exports_its_stages_and_shares_a_running_monitor():
-    task = aioinfer.tasks.load(
-        models.channel_means(),
-        task="classification",
-        labels=["b", "g", "r"],
-        device="CPU",
-        config=models.EXACT,
-    )
+    task = models.channel_task()
     image = cv2.imencode(".png", np.full((32, 32, 3), (10, 20, 30), np.uint8))[1].tobytes()
     async with aioinfer.monitor_loop(interval=0.01) as monitor, serving(create_app(task)) as client:
         with anyio.fail_after(30):
