@@ -252,3 +252,22 @@ def test_export_takes_given_models_raw_or_prepared_and_fails_in_one_line(
     assert main(["export", "ocr", str(tmp_path / "bad"), "--det", str(exported / "rec.xml")]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert re.match(r"aioinfer export: error: the ocr task's 'det' model '.*rec.xml' has .*expected", line)
+
+
+def test_export_takes_the_recognizers_alphabet_from_a_file_and_checks_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listed = list(ocr_characters()[1:-1])  # as PP-OCR's dictionary files list it: no blank, no space
+    listed[0], listed[1] = listed[1], listed[0]  # an alphabet unlike the model's own metadata
+    alphabet = tmp_path / "keys.txt"
+    alphabet.write_text("\r\n".join(listed) + "\r\n", encoding="utf-8")
+    assert main(["export", "ocr", str(tmp_path / "out"), "--characters", str(alphabet)]) == 0
+    assert ocr_characters(tmp_path / "out" / "rec.xml") == ("", *listed, " ")
+    alphabet.write_text("a\nb\n", encoding="utf-8")  # far fewer characters than the model's classes
+    assert main(["export", "ocr", str(tmp_path / "short"), "--characters", str(alphabet)]) == 1
+    assert main(["export", "ocr", str(tmp_path / "none"), "--characters", str(tmp_path / "missing.txt")]) == 1
+    short, missing = capsys.readouterr().err.splitlines()
+    assert re.match(
+        r"aioinfer export: error: the recognizer scores 18710 classes but its alphabet .* has 4", short
+    )
+    assert re.match(r"aioinfer export: error: cannot read the --characters file .*missing.txt", missing)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from .._errors import SettingsError
 
 ROLES = ("det", "rec", "cls")  # the ocr task's models
 
@@ -26,6 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         p.add_argument(
             f"--{role}", metavar="PATH", help=f"the {what} to write (default: the bundled PP-OCR one)"
         )
+    p.add_argument(
+        "--characters",
+        metavar="FILE",
+        help="the recognizer's alphabet, one character a line as PP-OCR's dictionary files list it "
+        "(the CTC blank and a final space are implied), for a recognizer whose metadata has none",
+    )
     p.set_defaults(func=run)
 
 
@@ -33,6 +42,20 @@ def run(args: argparse.Namespace) -> int:
     from ..tasks._ocr_models import export
 
     given = {role: getattr(args, role) for role in ROLES if getattr(args, role)}
-    for role, path in export(args.folder, given).items():
+    characters = _characters(args.characters, given.get("rec")) if args.characters else None
+    for role, path in export(args.folder, given, characters=characters).items():
         print(f"{role}: {path}")
     return 0
+
+
+def _characters(file: str, rec: str | None) -> tuple[str, ...]:
+    """The classes of recognizer ``rec`` (the bundled one if ``None``) from the alphabet in ``file``."""
+    from .. import _loading
+    from .._bundled import bundled_model
+    from ..tasks._ocr import listed_characters
+
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read the --characters file {file!r}: {exc}") from None
+    return listed_characters(text, _loading.read_model(rec or bundled_model("rec")))

@@ -248,7 +248,15 @@ def model_characters(model: ov.Model) -> tuple[str, ...]:
         raise ModelLoadError(
             "the recognition model has no 'character' list in its metadata; pass characters="
         )
-    listed = model.get_rt_info(["framework", "character"]).astype(str).split("\n")
+    return listed_characters(model.get_rt_info(["framework", "character"]).astype(str), model)
+
+
+def listed_characters(text: str, model: ov.Model) -> tuple[str, ...]:
+    """The classes of recognizer ``model`` from its alphabet listed as PP-OCR lists it in ``text``
+    (one character a line, LF or CRLF line ends, as in its dictionary files): the CTC blank, the
+    listed characters, then the space if the model has a class for it (see
+    :func:`model_characters`)."""
+    listed = text.split("\n")
     if listed and listed[-1] == "":
         listed.pop()  # a final line end
     listed = [c[:-1] if len(c) > 1 and c.endswith("\r") else c for c in listed]

@@ -120,12 +120,19 @@ def prepared_model(
     return model, alphabet
 
 
-def export(folder: str | os.PathLike[str], sources: Mapping[str, Any] | None = None) -> dict[str, Path]:
+def export(
+    folder: str | os.PathLike[str],
+    sources: Mapping[str, Any] | None = None,
+    *,
+    characters: Sequence[str] | None = None,
+) -> dict[str, Path]:
     """Write the ocr task's models as it runs them (prepared: see the module) as OpenVINO IR
     ``folder/det.xml``, ``rec.xml`` and ``cls.xml`` (with their ``.bin``), their weights in full
     precision and the recognizer's alphabet in its metadata, ready for ``aioinfer serve folder``.
     ``sources`` by role (paths, bytes or ``openvino.Model``; raw or prepared): each role left out
-    is the bundled PP-OCR model. Returns the files written by role. Blocking."""
+    is the bundled PP-OCR model. ``characters``: the recognizer's classes (the CTC blank first),
+    for one whose metadata has none; checked against its class count. Returns the files written
+    by role. Blocking."""
     unknown = set(sources or {}) - set(ROLES)
     if unknown:
         raise ModelLoadError(f"unknown ocr model role(s) {sorted(unknown)}: expected {', '.join(ROLES)}")
@@ -133,7 +140,8 @@ def export(folder: str | os.PathLike[str], sources: Mapping[str, Any] | None = N
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for role in ROLES:
-        model, _ = prepared_model(role, (sources or {}).get(role) or bundled_model(role))
+        alphabet = characters if role == "rec" else None
+        model, _ = prepared_model(role, (sources or {}).get(role) or bundled_model(role), alphabet)
         model.set_friendly_name(role)  # the name its server logs
         written[role] = out / f"{role}.xml"
         ov.save_model(model, written[role], compress_to_fp16=False)
