@@ -81,6 +81,7 @@ class Service:
         timeout: float | None,
         max_body_bytes: int,
         max_decoded_bytes: int,
+        max_json_values: int,
         max_pixels: int,
         body_timeout: float | None,
         sequence_idle_timeout: float = 60.0,
@@ -99,6 +100,7 @@ class Service:
         self.timeout = check_optional("timeout", timeout)
         self.max_body_bytes = check_positive("max_body_bytes", max_body_bytes, integer=True)
         self.max_decoded_bytes = check_positive("max_decoded_bytes", max_decoded_bytes, integer=True)
+        self.max_json_values = check_positive("max_json_values", max_json_values, integer=True)
         self.max_pixels = check_positive("max_pixels", max_pixels, integer=True)
         self.body_timeout = check_optional("body_timeout", body_timeout)
         self.sequences = Sequences(check_positive("sequence_idle_timeout", sequence_idle_timeout))
@@ -366,17 +368,32 @@ class Service:
         return body
 
     def decode_inputs(self, body: bytearray, kind: str, runner: Runner) -> Arrays:
-        """The model's inputs in ``body``, decoded within ``max_decoded_bytes`` and checked by ``runner``."""
-        return runner.adapt(codecs.decode_tensors(body, kind, max_decoded_bytes=self.max_decoded_bytes))
+        """The model's inputs in ``body``, decoded within ``max_decoded_bytes`` (and
+        ``max_json_values``) and checked by ``runner``."""
+        arrays = codecs.decode_tensors(
+            body, kind, max_decoded_bytes=self.max_decoded_bytes, max_json_values=self.max_json_values
+        )
+        return runner.adapt(arrays)
 
-    async def decode_json(self, body: bytearray) -> Any:
-        """The JSON value of ``body``, decoded within ``max_decoded_bytes``, off the loop if large."""
-        decode = functools.partial(codecs.decode_json, max_decoded_bytes=self.max_decoded_bytes)
+    async def decode_settings(self, body: bytearray) -> Any:
+        """The JSON value of a settings ``body``, decoded within ``max_decoded_bytes`` and
+        ``max_json_values``, off the loop if large."""
+        decode = functools.partial(
+            codecs.decode_json,
+            max_decoded_bytes=self.max_decoded_bytes,
+            max_json_values=self.max_json_values,
+            instead="send only the settings to change",
+        )
         return await self.off_loop(codecs.decode_on_loop(body, JSON), decode, body)
 
     async def encode(self, outputs: Outputs, fmt: str) -> Response:
-        """The answer of ``outputs`` in format ``fmt``, encoded off the loop if large."""
-        encode = functools.partial(codecs.encode_outputs, max_decoded_bytes=self.max_decoded_bytes)
+        """The answer of ``outputs`` in format ``fmt`` (JSON within ``max_json_values``), encoded
+        off the loop if large."""
+        encode = functools.partial(
+            codecs.encode_outputs,
+            max_decoded_bytes=self.max_decoded_bytes,
+            max_json_values=self.max_json_values,
+        )
         body = await self.off_loop(codecs.encode_on_loop(outputs, fmt), encode, outputs, fmt)
         return Response(body, media_type=fmt)
 
@@ -434,6 +451,7 @@ class _Routes:
                     "timeout_s": self.s.timeout,
                     "max_body_bytes": self.s.max_body_bytes,
                     "max_decoded_bytes": self.s.max_decoded_bytes,
+                    "max_json_values": self.s.max_json_values,
                     "max_pixels": self.s.max_pixels,
                     "body_timeout_s": self.s.body_timeout,
                 },
@@ -447,7 +465,7 @@ class _Routes:
 
     async def patch_settings(self, request: Request) -> Response:
         task = self._task()
-        changes = await self.s.decode_json(await self.s.read_body(request))
+        changes = await self.s.decode_settings(await self.s.read_body(request))
         if not isinstance(changes, dict):
             raise HTTPException(
                 400, f"send a JSON object of settings to change, got {type(changes).__name__}"
@@ -513,6 +531,7 @@ def create_app(
     timeout: float | None = 30.0,
     max_body_bytes: int = 16 * 2**20,
     max_decoded_bytes: int = 256 * 2**20,
+    max_json_values: int = codecs.MAX_JSON_VALUES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     body_timeout: float | None = 30.0,
     sequence_idle_timeout: float = 60.0,
@@ -551,7 +570,13 @@ def create_app(
     Limits, each answered at once with a message naming it: a body over ``max_body_bytes`` 413; a
     body that would decode to more than ``max_decoded_bytes`` (the arrays' sizes, read from their
     headers before anything is decompressed; what JSON values take in Python), or an image
-    declaring more than ``max_pixels`` pixels, 413 before decoding; a body not all received within
+    declaring more than ``max_pixels`` pixels, 413 before decoding; a JSON body (``/v1/infer``,
+    ``/v2`` infer's JSON header, ``PATCH /v1/settings``) that may hold more than
+    ``max_json_values`` values (counted from its separators), 413 before parsing, and so is a JSON
+    answer holding more (``Accept: application/json`` on ``/v1``, ``/v2`` outputs not asked as
+    ``binary_data``), before encoding: parsing or building JSON holds the GIL, stalling every other
+    request meanwhile (~0.45 µs a value), so large tensors belong in ``.npy``/``.npz`` (``/v1``),
+    the binary tensor data extension (``/v2``) or gRPC; a body not all received within
     ``body_timeout`` seconds 408; beyond ``max_queue`` 503 with ``Retry-After``; after ``timeout``
     seconds 504. ``max_queue``: how many calls may wait, accepted and not yet running on the device
     (here: requests whose inputs are decoded, beyond what the model runs at once), before the next
@@ -591,6 +616,7 @@ def create_app(
         timeout=timeout,
         max_body_bytes=max_body_bytes,
         max_decoded_bytes=max_decoded_bytes,
+        max_json_values=max_json_values,
         max_pixels=max_pixels,
         body_timeout=body_timeout,
         sequence_idle_timeout=sequence_idle_timeout,

@@ -3,9 +3,12 @@
 What a body decodes to is bounded before it is decoded: the arrays' sizes come from their headers
 (each ``.npz`` member's own ``.npy`` header, read from the zip stream), their sum is checked against
 ``max_decoded_bytes``, and exactly that many bytes are then read, so neither a compression bomb nor
-a header that lies about its size can make the server allocate more. JSON counts what Python needs
-to hold its values. Errors are :class:`DecodeError` (400), :class:`UnsupportedFormatError` (415) and
-:class:`TooLargeError` (413), with messages that say what is accepted.
+a header that lies about its size can make the server allocate more. JSON is bounded by its values,
+counted from its separators before it is parsed: at most ``max_json_values`` (parsing or building
+JSON is one call that holds the GIL, so every other request waits for it), and what Python needs to
+hold them within ``max_decoded_bytes``; a JSON answer by the same bounds. Errors are
+:class:`DecodeError` (400), :class:`UnsupportedFormatError` (415) and :class:`TooLargeError` (413),
+with messages that say what is accepted.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ OCTET_STREAM = "application/octet-stream"
 OFF_LOOP_BYTES = {JSON: 64 * 1024, NPY: 4 * 2**20, NPZ: 1 * 2**20}
 # the most a JSON value costs CPython while parsing: an empty dict (64 bytes) and a pointer to it
 JSON_VALUE_BYTES = 80
+# create_app's default max_json_values: room for a 512x512 one-channel image as JSON (262,144
+# numbers, ~262,700 values with its lists). JSON costs ~0.45 µs a value to parse, holding the GIL
+MAX_JSON_VALUES = 300_000
+TENSORS_INSTEAD = f"send large tensors as {NPY} or {NPZ}"
 MAX_MEMBERS = 1024  # .npz members; zipfile reads every central directory entry up front
 _CHUNK = 2**20  # member data is read in chunks of this size into its preallocated array
 _NPY_HEADER_MAX = 65536  # numpy refuses .npy headers over 10,000 bytes (max_header_size)
@@ -77,14 +84,17 @@ def decode_on_loop(body: bytes | bytearray, kind: str) -> bool:
     return kind != NPZ and len(body) <= OFF_LOOP_BYTES[kind]
 
 
-def decode_tensors(body: bytes | bytearray, kind: str, *, max_decoded_bytes: int) -> Any:
-    """What a ``body`` of ``kind`` holds, for an input adapter: the ``"inputs"`` of a JSON object,
-    the array of a ``.npy`` file, or the arrays of a ``.npz`` archive by name.
+def decode_tensors(
+    body: bytes | bytearray, kind: str, *, max_decoded_bytes: int, max_json_values: int = MAX_JSON_VALUES
+) -> Any:
+    """What a ``body`` of ``kind`` holds, for an input adapter: the ``"inputs"`` of a JSON object
+    (of at most ``max_json_values`` values), the array of a ``.npy`` file, or the arrays of a
+    ``.npz`` archive by name.
 
     Arrays are writable and never decode to more than ``max_decoded_bytes`` in all.
     """
     if kind == JSON:
-        payload = decode_json(body, max_decoded_bytes=max_decoded_bytes)
+        payload = decode_json(body, max_decoded_bytes=max_decoded_bytes, max_json_values=max_json_values)
         if not isinstance(payload, dict) or "inputs" not in payload:
             raise DecodeError(
                 'send a JSON object {"inputs": ...}: an array, a list by input index, '
@@ -96,20 +106,47 @@ def decode_tensors(body: bytes | bytearray, kind: str, *, max_decoded_bytes: int
     return read_npz(body, max_decoded_bytes=max_decoded_bytes)
 
 
-def decode_json(body: bytes | bytearray, *, max_decoded_bytes: int) -> Any:
-    """The JSON value of ``body``, parsed only if the most its values can cost Python
-    (:data:`JSON_VALUE_BYTES` for each, counted from the separators) fits ``max_decoded_bytes``."""
+def decode_json(
+    body: bytes | bytearray,
+    *,
+    max_decoded_bytes: int,
+    max_json_values: int = MAX_JSON_VALUES,
+    instead: str = TENSORS_INSTEAD,
+) -> Any:
+    """The JSON value of ``body``, parsed only if the values it may hold, counted from its
+    separators (an upper bound: keys and containers count too), pass :func:`check_json_values`
+    (``instead``: what the refusal tells the client to send)."""
     values = 1 + sum(body.count(c) for c in (b",", b":", b"[", b"{"))
-    if values * JSON_VALUE_BYTES > max_decoded_bytes:
-        raise TooLargeError(
-            f"the JSON body holds up to {values} values, which may take {values * JSON_VALUE_BYTES} "
-            f"bytes to decode; this server decodes at most {max_decoded_bytes} (max_decoded_bytes): "
-            f"send large tensors as {NPY} or {NPZ}"
-        )
+    check_json_values(
+        values,
+        "the JSON body holds up to",
+        instead,
+        max_json_values=max_json_values,
+        max_decoded_bytes=max_decoded_bytes,
+    )
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise DecodeError(f"the body is not valid JSON: {exc}") from None
+
+
+def check_json_values(
+    values: int, what: str, instead: str, *, max_json_values: int, max_decoded_bytes: int
+) -> None:
+    """:class:`TooLargeError` (``what`` ``values`` values ...; ``instead``) unless ``values`` JSON
+    values are at most ``max_json_values`` (JSON is parsed or built in one call that holds the GIL:
+    every other request waits for it) and take at most ``max_decoded_bytes`` in Python
+    (:data:`JSON_VALUE_BYTES` each)."""
+    if values > max_json_values:
+        raise TooLargeError(
+            f"{what} {values} values, over max_json_values={max_json_values}, the most this server "
+            f"(de)codes as JSON (it holds up every other request meanwhile): {instead}"
+        )
+    if values * JSON_VALUE_BYTES > max_decoded_bytes:
+        raise TooLargeError(
+            f"{what} {values} values, which may take {values * JSON_VALUE_BYTES} bytes in Python, over "
+            f"max_decoded_bytes={max_decoded_bytes}: {instead}"
+        )
 
 
 def read_npy(body: bytes | bytearray, *, max_decoded_bytes: int) -> np.ndarray:
@@ -166,17 +203,20 @@ def encode_on_loop(outputs: Outputs, fmt: str) -> bool:
     return sum(a.nbytes for a in outputs) <= OFF_LOOP_BYTES[fmt]
 
 
-def encode_outputs(outputs: Outputs, fmt: str, *, max_decoded_bytes: int) -> bytes:
+def encode_outputs(
+    outputs: Outputs, fmt: str, *, max_decoded_bytes: int, max_json_values: int = MAX_JSON_VALUES
+) -> bytes:
     """``outputs`` as the body of a ``fmt`` answer: JSON ``{"outputs": {name: array}}`` (refused
-    with :class:`TooLargeError` if building it could take more than ``max_decoded_bytes``), one
-    ``.npy`` array, or a ``.npz`` archive by output name, whatever the names are."""
+    with :class:`TooLargeError` unless its values pass :func:`check_json_values`), one ``.npy``
+    array, or a ``.npz`` archive by output name, whatever the names are."""
     if fmt == JSON:
-        values = sum(a.size for a in outputs)
-        if values * JSON_VALUE_BYTES > max_decoded_bytes:
-            raise TooLargeError(
-                f"the outputs hold {values} values, too many to answer as JSON within "
-                f"max_decoded_bytes={max_decoded_bytes}: ask for {NPZ} (Accept) or send fewer rows"
-            )
+        check_json_values(
+            sum(a.size for a in outputs),
+            "the outputs hold",
+            f"ask for {NPZ} (Accept), or {NPY} for one output, or send fewer rows",
+            max_json_values=max_json_values,
+            max_decoded_bytes=max_decoded_bytes,
+        )
         return dump_json({"outputs": {name: a.tolist() for name, a in outputs.to_dict().items()}})
     buffer = io.BytesIO()
     if fmt == NPY:

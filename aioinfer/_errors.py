@@ -223,8 +223,8 @@ class UnsupportedFormatError(DecodeError):
 
 
 class TooLargeError(DecodeError):
-    """Data that would decode to more than a configured limit (``max_decoded_bytes``, a zip's member
-    count), refused before it is decoded; the message gives the size and the limit. A server
+    """Data that would decode to more than a configured limit (``max_decoded_bytes``, ``max_json_values``,
+    a zip's member count), refused before it is decoded; the message gives the size and the limit. A server
     answers 413."""
 
 

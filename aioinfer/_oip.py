@@ -4,8 +4,10 @@ tensors (flat or nested ``data``) and the binary tensor data extension, to and f
 Every size a client declares is checked before anything is allocated: the JSON header's length
 (``Inference-Header-Content-Length``) against the body, each tensor's ``shape`` x item size against
 what is left of ``max_decoded_bytes``, each ``binary_data_size`` against that and against the bytes
-that follow the header. Errors are :class:`DecodeError` (400) and :class:`TooLargeError` (413)
-naming what was wrong and what was expected.
+that follow the header; the JSON header, and the outputs answered as JSON, hold at most
+``max_json_values`` values (:func:`aioinfer._codecs.check_json_values`). Errors are
+:class:`DecodeError` (400) and :class:`TooLargeError` (413) naming what was wrong and what was
+expected.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _codecs as codecs
-from ._errors import DecodeError, TooLargeError
+from ._errors import DecodeError
 from ._inputs import TensorInfo
 from ._outputs import Outputs
 
@@ -50,6 +52,10 @@ MAX_DIMS = 32  # dimensions of one tensor's shape
 TASK_INPUT = TensorInfo("image", ("image",), (-1,), "string", np.dtype(np.object_))
 TASK_OUTPUT = TensorInfo("prediction", ("prediction",), (-1,), "string", np.dtype(np.object_))
 _LENGTH = struct.Struct("<I")  # the length before each element of a BYTES tensor's binary data
+BINARY_INSTEAD = (
+    "send large tensors as binary data (the binary tensor data extension: binary_data_size, "
+    "Inference-Header-Content-Length) or over gRPC"
+)
 
 
 def datatype(dtype: np.dtype | None) -> str:
@@ -77,13 +83,23 @@ class InferRequest:
 
 
 def decode_request(
-    body: bytearray, header_length: str | None, *, max_decoded_bytes: int, expected: Mapping[str, TensorInfo]
+    body: bytearray,
+    header_length: str | None,
+    *,
+    max_decoded_bytes: int,
+    expected: Mapping[str, TensorInfo],
+    max_json_values: int = codecs.MAX_JSON_VALUES,
 ) -> InferRequest:
-    """The request in ``body`` (a JSON header, then the binary data of the inputs that declare a
-    ``binary_data_size`` if ``header_length`` is given), each input checked against the model's
-    ``expected`` inputs by name (its datatype exactly)."""
+    """The request in ``body`` (a JSON header of at most ``max_json_values`` values, then the
+    binary data of the inputs that declare a ``binary_data_size`` if ``header_length`` is given),
+    each input checked against the model's ``expected`` inputs by name (its datatype exactly)."""
     size = header_size(header_length, len(body))
-    payload = codecs.decode_json(bytes(body[:size]), max_decoded_bytes=max_decoded_bytes)
+    payload = codecs.decode_json(
+        bytes(body[:size]),
+        max_decoded_bytes=max_decoded_bytes,
+        max_json_values=max_json_values,
+        instead=BINARY_INSTEAD,
+    )
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise DecodeError('send a JSON object {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
     binary = memoryview(body)[size:]
@@ -138,28 +154,36 @@ def _request(payload: dict[str, Any], inputs: dict[str, np.ndarray]) -> InferReq
 
 
 def encode_response(
-    model: str, request: InferRequest, outputs: Mapping[str, np.ndarray], *, max_decoded_bytes: int
+    model: str,
+    request: InferRequest,
+    outputs: Mapping[str, np.ndarray],
+    *,
+    max_decoded_bytes: int,
+    max_json_values: int = codecs.MAX_JSON_VALUES,
 ) -> tuple[bytes, int | None]:
     """The answer's body and its JSON header's length (``None`` when no output is binary): the
-    ``outputs`` requested (all if none were), each in JSON or binary as asked."""
+    ``outputs`` requested (all if none were), each in JSON or binary as asked; refused before any
+    is encoded if those asked as JSON fail :func:`aioinfer._codecs.check_json_values`."""
+    binary = {name: request.binary.get(name, request.binary_default) for name in outputs}
+    codecs.check_json_values(
+        sum(array.size for name, array in outputs.items() if not binary[name]),
+        "the outputs asked for as JSON hold",
+        "ask for them as binary data (each output's binary_data parameter, or the request's "
+        "binary_data_output)",
+        max_json_values=max_json_values,
+        max_decoded_bytes=max_decoded_bytes,
+    )
     head: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": []}
     if request.id is not None:
         head["id"] = request.id
     blobs: list[bytes] = []
-    json_values = 0
     for name, array in outputs.items():
         tensor: dict[str, Any] = {"name": name, "datatype": datatype(array.dtype), "shape": list(array.shape)}
-        if request.binary.get(name, request.binary_default):
+        if binary[name]:
             blob = write_bytes(array) if array.dtype.kind == "O" else np.ascontiguousarray(array).tobytes()
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            json_values += array.size
-            if json_values * codecs.JSON_VALUE_BYTES > max_decoded_bytes:
-                raise TooLargeError(
-                    f"the outputs hold too many values to answer as JSON within max_decoded_bytes="
-                    f"{max_decoded_bytes}: ask for them as binary data (binary_data_output)"
-                )
             values = array.ravel().tolist()
             tensor["data"] = (
                 [v.decode("utf-8", "replace") for v in values] if array.dtype.kind == "O" else values

@@ -80,14 +80,21 @@ class OipRoutes:
         body = await service.read_body(request)
         await service.decided()
         decode = functools.partial(
-            oip.decode_request, max_decoded_bytes=service.max_decoded_bytes, expected=model_inputs(service)
+            oip.decode_request,
+            max_decoded_bytes=service.max_decoded_bytes,
+            expected=model_inputs(service),
+            max_json_values=service.max_json_values,
         )
         header = request.headers.get(oip.HEADER_LENGTH)
         # what costs is the JSON to parse: binary data is only viewed (np.frombuffer)
         small = oip.header_size(header, len(body)) <= codecs.OFF_LOOP_BYTES[codecs.JSON]
         parsed = await service.off_loop(small, decode, body, header)
         selected = await run_request(service, parsed.inputs, parsed.outputs, small, parsed.parameters)
-        encode = functools.partial(oip.encode_response, max_decoded_bytes=service.max_decoded_bytes)
+        encode = functools.partial(
+            oip.encode_response,
+            max_decoded_bytes=service.max_decoded_bytes,
+            max_json_values=service.max_json_values,
+        )
         small = sum(a.nbytes for a in selected.values()) <= codecs.OFF_LOOP_BYTES[codecs.JSON]
         content, header_length = await service.off_loop(small, encode, service.name, parsed, selected)
         if header_length is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bz2
 import io
+import json
 import lzma
 import re
 import tracemalloc
@@ -203,12 +204,34 @@ def test_mutated_bodies_raise_only_decode_errors():
 def test_json_is_bounded_by_what_its_values_take_in_python():
     flat = b'{"inputs": [' + b"[]," * 1000 + b"[]]}"  # 2004 separators: 2005 values at most
     assert len(decode_json(flat, max_decoded_bytes=2005 * 80)["inputs"]) == 1001
-    with pytest.raises(TooLargeError, match=r"up to 2005 values.*at most 160399.*application/x-npy"):
+    with pytest.raises(
+        TooLargeError, match=r"up to 2005 values.*max_decoded_bytes=160399.*application/x-npy"
+    ):
         decode_json(flat, max_decoded_bytes=2005 * 80 - 1)
     with pytest.raises(DecodeError, match="not valid JSON"):
         decode_json(b"[" * 100_000 + b"]" * 100_000, max_decoded_bytes=256 * MiB)
     with pytest.raises(DecodeError, match=re.escape('send a JSON object {"inputs": ...}')):
         decode_tensors(b"[1, 2]", JSON, max_decoded_bytes=MiB)
+
+
+def test_json_is_bounded_by_max_json_values_counted_before_parsing():
+    flat = b'{"inputs": [' + b"[]," * 1000 + b"[]]}"  # 2005 values at most, as above
+    assert len(decode_json(flat, max_decoded_bytes=MiB, max_json_values=2005)["inputs"]) == 1001
+    assert len(decode_tensors(flat, JSON, max_decoded_bytes=MiB, max_json_values=2005)) == 1001
+    words = r"up to 2005 values, over max_json_values=2004.*send large tensors as application/x-npy"
+    with pytest.raises(TooLargeError, match=words):
+        decode_json(flat, max_decoded_bytes=MiB, max_json_values=2004)
+    with pytest.raises(TooLargeError, match=words):
+        decode_tensors(flat, JSON, max_decoded_bytes=MiB, max_json_values=2004)
+    with pytest.raises(TooLargeError, match=r"max_json_values=2004, .*\): send fewer$"):
+        decode_json(flat, max_decoded_bytes=MiB, max_json_values=2004, instead="send fewer")
+    # counted, not parsed: a body that is not even JSON is refused on its count alone
+    with pytest.raises(TooLargeError, match="up to 4 values, over max_json_values=2"):
+        decode_json(b"{,,", max_decoded_bytes=MiB, max_json_values=2)
+    array = np.zeros((100, 100), np.float32)  # binary tensors are not bound by it
+    assert decode_tensors(npy(array), NPY, max_decoded_bytes=MiB, max_json_values=1).shape == (100, 100)
+    image = json.dumps({"inputs": [np.ones((512, 512), np.uint8).tolist()]}).encode()
+    assert np.shape(decode_tensors(image, JSON, max_decoded_bytes=256 * MiB)) == (1, 512, 512)  # default
 
 
 def test_body_kinds():
@@ -246,3 +269,13 @@ def test_a_json_answer_too_large_to_build_is_refused():
     with pytest.raises(TooLargeError, match=r"4000 values.*ask for application/x-npz"):
         encode_outputs(big, JSON, max_decoded_bytes=4000 * 80 - 1)
     assert zipfile.is_zipfile(io.BytesIO(encode_outputs(big, NPZ, max_decoded_bytes=1)))
+
+
+def test_a_json_answer_over_max_json_values_is_refused_before_encoding():
+    big = outputs(y=np.zeros((1000, 4), np.float32), z=np.zeros(1, np.float32))
+    assert encode_outputs(big, JSON, max_decoded_bytes=MiB, max_json_values=4001).startswith(b'{"outputs":')
+    words = r"the outputs hold 4001 values, over max_json_values=4000.*ask for application/x-npz"
+    with pytest.raises(TooLargeError, match=words):
+        encode_outputs(big, JSON, max_decoded_bytes=MiB, max_json_values=4000)
+    answer = encode_outputs(big, NPZ, max_decoded_bytes=MiB, max_json_values=1)
+    assert np.load(io.BytesIO(answer))["y"].shape == (1000, 4)

@@ -16,6 +16,7 @@ import anyio
 import openvino as ov
 
 from .. import _install, _loading
+from .._codecs import MAX_JSON_VALUES
 from .._monitor import monitor_loop
 from . import UsageError, add_model_options, add_task_options, model_options, positive, task_options
 
@@ -91,6 +92,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=256.0,
         help="most that one request's body may decode to, MiB, as its headers declare (413 beyond, "
         "before decoding; default: 256)",
+    )
+    p.add_argument(
+        "--max-json-values",
+        type=positive(int),
+        default=MAX_JSON_VALUES,
+        help="most values a JSON request body (counted from its separators, before parsing: lists "
+        "and keys count too) or a JSON answer may hold, 413 beyond: parsing or building JSON holds "
+        "Python's GIL, stalling every other request meanwhile (~0.45 us a value); send large "
+        "tensors as .npy/.npz (/v1), binary tensor data (/v2) or over gRPC (default: %(default)s)",
     )
     p.add_argument(
         "--max-megapixels",
@@ -174,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         max_body_bytes=_count(args.max_body_mb, 2**20),
         max_decoded_bytes=_count(args.max_decoded_mb, 2**20),
+        max_json_values=args.max_json_values,
         max_pixels=_count(args.max_megapixels, 1e6),
         body_timeout=args.body_timeout,
         monitor_loop=not args.no_loop_monitor,
