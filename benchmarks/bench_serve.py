@@ -2,13 +2,14 @@
 
 Servers on the same model (PP-OCR orientation classifier from the rapidocr wheel, input
 [1,3,48,192], or with ``--model rec`` the recognizer at [1,3,48,64]; .npy in and out), each in
-its own uvicorn subprocess on 127.0.0.1:
+its own uvicorn subprocess on 127.0.0.1, all up at once:
 
 * echo      - no inference: decodes the body and answers a constant (what HTTP alone costs);
 * naive     - an async Starlette endpoint that calls ``compiled_model(x)`` inline (blocks the loop);
 * executor  - the same endpoint with ``run_in_executor`` (one infer request per worker thread);
 * aioinfer  - ``aioinfer.asgi.create_app`` without batching (``max_batch_size=1``);
-* batched   - ``create_app`` with dynamic batching (``max_batch_size=16``, ``max_delay=0.002``);
+* batched   - ``create_app`` with dynamic batching (``max_batch_size=16``, or ``--max-batch-size``;
+  ``max_delay=0.002``);
 
 * oip-json, oip-binary, oip-grpc - ``aioinfer serve``'s server as ``batched``, driven over the Open
   Inference Protocol: ``/v2/models/cls/infer`` with JSON tensors, with the binary tensor data
@@ -22,10 +23,14 @@ its own uvicorn subprocess on 127.0.0.1:
 at 1, 16 and 64 concurrent clients (aiohttp, one connection each, a bounded number of requests),
 beside the model's own ceiling: ``openvino.AsyncInferQueue`` with batch-1 jobs, no HTTP, and the
 bound HTTP and inference sharing the cores set: 1 / (1/ceiling + 1/echo's requests/s).
+``--rounds`` alternating rounds, each of every server at every client count and then the ceiling:
+a round's ratios compare one moment of a shared box, whose speed drifts between moments; each
+ratio is reported as its median over the rounds, with its range.
 ``--variants`` runs only some servers (echo is always run: the bound needs it).
 
     python benchmarks/bench_serve.py
-    python benchmarks/bench_serve.py --requests 400 --clients 1 16 64 --json bench_serve.json
+    python benchmarks/bench_serve.py --variants batched oip-binary oip-grpc --clients 64 --requests 3000
+    python benchmarks/bench_serve.py --requests 400 --clients 1 16 64 --rounds 3 --json bench_serve.json
     python benchmarks/bench_serve.py --variants client-triton client-grpc client-http --clients 64
 """
 
@@ -41,12 +46,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 SHAPES = {"cls": [1, 3, 48, 192], "rec": [1, 3, 48, 64]}  # ~1.6 ms and ~11 ms a job on 2 cores
 KIND = "cls"  # set from --model, in the harness and in each server subprocess
 SHAPE = SHAPES[KIND]
+BATCH = 16  # the batching servers' max_batch_size, set from --max-batch-size likewise
 SERVERS = ("echo", "naive", "executor", "aioinfer", "batched", "oip-json", "oip-binary", "oip-grpc")
 CLIENTS = ("client-triton", "client-grpc", "client-http")  # one shared client object, one OIP server
 VARIANTS = SERVERS + CLIENTS
@@ -92,7 +99,10 @@ def build_app(variant: str):
             model_path(), device="CPU", config=CONFIG, reshape=[-1, *SHAPE[1:]], share_inputs=True
         )
         return create_app(
-            {KIND: source}, max_batch_size=1 if variant == "aioinfer" else 16, max_delay=0.002, max_queue=1024
+            {KIND: source},
+            max_batch_size=1 if variant == "aioinfer" else BATCH,
+            max_delay=0.002,
+            max_queue=1024,
         )
 
     compiled = compile_model()
@@ -308,15 +318,27 @@ def ceiling(jobs: int) -> float:
     return jobs / (time.perf_counter() - start)
 
 
-async def bench_variant(
-    variant: str, port: int, clients: list[int], requests: int
-) -> dict[int, dict[str, float]]:
+@contextlib.asynccontextmanager
+async def running(variant: str, port: int):
+    """``variant``'s server on ``port`` in a subprocess of its own, ready: its URL; stopped after."""
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, __file__, "--serve", variant, "--port", str(port), "--model", KIND]
-    proc = subprocess.Popen(command)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            variant,
+            "--port",
+            str(port),
+            "--model",
+            KIND,
+            "--max-batch-size",
+            str(BATCH),
+        ]
+    )
     try:
         await wait_ready(url, proc)
-        return {n: await load(url, n, requests, variant) for n in clients}
+        yield url
     finally:
         proc.terminate()
         try:
@@ -326,24 +348,39 @@ async def bench_variant(
             proc.wait()
 
 
+async def bench_servers(
+    variants: list[str], port: int, clients: list[int], requests: int, rounds: int
+) -> list[dict[str, Any]]:
+    """Every server up at once, driven in ``rounds`` alternating rounds (each server at each client
+    count in turn, then the ceiling), so that every round's ratios compare one moment of the box."""
+    async with contextlib.AsyncExitStack() as stack:
+        urls = {v: await stack.enter_async_context(running(v, port + VARIANTS.index(v))) for v in variants}
+        runs = []
+        for _ in range(rounds):
+            run: dict[str, Any] = {
+                v: {n: await load(url, n, requests, v) for n in clients} for v, url in urls.items()
+            }
+            run["ceiling"] = ceiling(max(requests, 500))
+            runs.append(run)
+    return runs
+
+
 async def compare_clients(
     variants: list[str], port: int, clients: int, requests: int, rounds: int
 ) -> dict[str, dict[str, float]]:
     """The client variants against one OIP server, in alternating rounds: each one's median round."""
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, __file__, "--serve", "oip-grpc", "--port", str(port), "--model", KIND]
-    proc = subprocess.Popen(command)
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
-    try:
-        await wait_ready(url, proc)
+    async with running("oip-grpc", port) as url:
         for _ in range(rounds):
             for variant in variants:
                 async with shared_client(url, variant, clients) as call:
                     runs[variant].append(await load(url, clients, requests, variant, call))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    return {v: sorted(r, key=lambda run: run["rps"])[len(r) // 2] for v, r in runs.items()}
+    return {v: median_run(r) for v, r in runs.items()}
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run of median requests/s."""
+    return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
 
 
 def report_clients(results: dict[str, dict[str, float]], clients: int) -> None:
@@ -356,7 +393,51 @@ def report_clients(results: dict[str, dict[str, float]], clients: int) -> None:
         print(f"{variant:<15}{row}")
 
 
+def report_servers(runs: list[dict[str, Any]], variants: list[str], clients: list[int]) -> None:
+    """Each server's median round, and its ratios to the ceiling and the bound of each round:
+    median (range)."""
+    top = max(clients)
+    limits = [run["ceiling"] for run in runs]
+    bounds = [1 / (1 / run["ceiling"] + 1 / run["echo"][top]["rps"]) for run in runs]
+    print(
+        f"model: PP-OCR {KIND} {SHAPE}, batches of up to {BATCH}; "
+        f"{len(runs)} alternating rounds, medians (range)"
+    )
+    print(f"ceiling (AsyncInferQueue, batch-1 jobs, no HTTP): {spread(limits, '.0f')} inferences/s")
+    print(f"combined bound at {top} clients, 1 / (1/ceiling + 1/echo): {spread(bounds, '.0f')} requests/s\n")
+    print(f"{'server':<10}" + "".join(f"{f'{n} clients: req/s  p50  p99 ms':>34}" for n in clients))
+    for variant in variants:
+        median = {n: median_run([run[variant][n] for run in runs]) for n in clients}
+        row = "".join(f"{r['rps']:>17.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}" for r in median.values())
+        print(f"{variant:<10}{row}")
+    print()
+    for variant in variants[1:]:
+        rps = [run[variant][top]["rps"] for run in runs]
+        errors = sum(run[variant][top]["errors"] for run in runs)
+        naive = (
+            [r / run["naive"][top]["rps"] for r, run in zip(rps, runs, strict=True)]
+            if "naive" in variants
+            else []
+        )
+        print(
+            f"{variant} at {top} clients: "
+            + (f"{spread(naive, '.2f')}x naive, " if naive else "")
+            + f"{spread([r / c for r, c in zip(rps, limits, strict=True)], '.2f')}x ceiling, "
+            + f"{spread([r / b for r, b in zip(rps, bounds, strict=True)], '.2f')}x bound, errors {errors}"
+        )
+    if "batched" in variants and "aioinfer" in variants:
+        gains = [run["batched"][top]["rps"] / run["aioinfer"][top]["rps"] for run in runs]
+        print(f"dynamic batching at {top} clients: {spread(gains, '.2f')}x the requests/s without it")
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """``median (min-max)`` of ``values``, each formatted with ``fmt``."""
+    low, mid, high = min(values), float(np.median(values)), max(values)
+    return f"{mid:{fmt}} ({low:{fmt}}-{high:{fmt}})" if len(values) > 1 else f"{mid:{fmt}}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    global KIND, SHAPE, BATCH
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -368,15 +449,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model", choices=sorted(SHAPES), default="cls", help="PP-OCR cls (~1.6 ms) or rec (~11 ms)"
     )
+    parser.add_argument(
+        "--max-batch-size", type=int, default=BATCH, help="rows per batch of the batching servers"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument(
         "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="servers to run"
     )
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the client variants")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating rounds (servers, and client variants)"
+    )
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    global KIND, SHAPE
-    KIND, SHAPE = args.model, SHAPES[args.model]
+    KIND, SHAPE, BATCH = args.model, SHAPES[args.model], args.max_batch_size
     if args.serve:
         serve(args.serve, args.port)
         return 0
@@ -392,36 +477,10 @@ def main(argv: list[str] | None = None) -> int:
     if not set(args.variants) & set(SERVERS):
         return 0
     variants = ["echo", *(v for v in SERVERS if v in args.variants and v != "echo")]
-    results = {
-        v: asyncio.run(bench_variant(v, args.port + VARIANTS.index(v), args.clients, args.requests))
-        for v in variants
-    }
-    limit = ceiling(max(args.requests, 500))
-    top = max(args.clients)
-    bound = 1 / (1 / limit + 1 / results["echo"][top]["rps"])
-    print(f"model: PP-OCR {KIND} {SHAPE}")
-    print(f"ceiling (AsyncInferQueue, batch-1 jobs, no HTTP): {limit:.0f} inferences/s")
-    print(f"combined bound at {top} clients, 1 / (1/ceiling + 1/echo): {bound:.0f} requests/s\n")
-    print(f"{'server':<10}" + "".join(f"{f'{n} clients: req/s  p50  p99 ms':>34}" for n in args.clients))
-    for variant, by_clients in results.items():
-        row = "".join(
-            f"{r['rps']:>17.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}" for r in by_clients.values()
-        )
-        print(f"{variant:<10}{row}")
-    print()
-    for variant in variants[1:]:
-        r = results[variant][top]
-        naive = f"{r['rps'] / results['naive'][top]['rps']:.2f}x naive, " if "naive" in results else ""
-        print(
-            f"{variant} at {top} clients: {naive}{r['rps'] / limit:.2f}x ceiling, {r['rps'] / bound:.2f}x "
-            f"bound, p99/p50 {r['p99_ms'] / r['p50_ms']:.2f}, errors {r['errors']}"
-        )
-    if "batched" in results and "aioinfer" in results:
-        gain = results["batched"][top]["rps"] / results["aioinfer"][top]["rps"]
-        print(f"dynamic batching at {top} clients: {gain:.2f}x the requests/s without it")
+    runs = asyncio.run(bench_servers(variants, args.port, args.clients, args.requests, args.rounds))
+    report_servers(runs, variants, args.clients)
     if args.json:
-        summary = {"ceiling_ips": limit, "bound_rps": bound, "results": results}
-        args.json.write_text(json.dumps(summary, indent=2))
+        args.json.write_text(json.dumps({"rounds": runs}, indent=2))
     return 0
 
 
