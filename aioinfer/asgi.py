@@ -20,9 +20,9 @@ Routes of :func:`create_app`:
 
 Errors answer JSON ``{"error": ..., "message": ...}``: 400 undecodable body, 404 no task, 408 body not
 received within ``body_timeout``, 413 body too large or declaring more than ``max_decoded_bytes`` or
-``max_pixels``, or JSON of more than ``max_json_values`` values (either way), 415 unsupported content type or image format, 422 inputs or settings that do not fit
-(the message says what was expected), 503 queue full, not ready or shutting down (with
-``Retry-After``), 504 timeout.
+``max_pixels``, or JSON of more than ``max_json_values`` values (either way), 415 unsupported
+content type or image format, 422 inputs or settings that do not fit (the message says what was
+expected), 503 queue full, not ready or shutting down (with ``Retry-After``), 504 timeout.
 
 Under your own uvicorn, ``uvicorn.run(app, http=http_protocol())`` bounds the time a client may
 take to send a request's headers and the connections open at once, as ``aioinfer serve`` does
