@@ -12,7 +12,6 @@ import time
 
 import grpc
 
-PORT = 50777
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
 
@@ -25,14 +24,15 @@ async def serve():
         "inference.GRPCInferenceService", {"ModelInfer": grpc.unary_unary_rpc_method_handler(echo)}
     )
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{PORT}")
+    port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    print(port, flush=True)  # the harness reads it: the server listens
     await server.wait_for_termination()
 
 
-async def drive(n=4000, clients=64):
+async def drive(port, n=4000, clients=64):
     payload = b"x" * (48 * 192 * 3 * 4)
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{PORT}") for _ in range(clients)]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(clients)]
     calls = [c.unary_unary(METHOD) for c in channels]
     for c in calls:
         await c(payload)
@@ -54,10 +54,13 @@ async def drive(n=4000, clients=64):
 if sys.argv[1:] == ["serve"]:
     asyncio.run(serve())
 else:
-    p = subprocess.Popen([sys.executable, __file__, "serve"])
-    time.sleep(2)  # a benchmark harness waiting for its server subprocess to listen
+    p = subprocess.Popen([sys.executable, __file__, "serve"], stdout=subprocess.PIPE, text=True)
     try:
-        asyncio.run(drive())
-        asyncio.run(drive())
+        line = p.stdout.readline()  # the port, once the server listens; nothing if it failed
+        if not line.strip().isdigit():
+            raise SystemExit(f"the echo server did not start (exit code {p.wait()})")
+        asyncio.run(drive(int(line)))
+        asyncio.run(drive(int(line)))
     finally:
         p.kill()
+        p.wait()

@@ -109,10 +109,10 @@ async def serve_under_load(seconds: float, clients: int) -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.random.default_rng(0).random((1, 3, 48, 192), np.float32))
     body, done = buffer.getvalue(), 0
-    deadline = time.perf_counter() + seconds
     async with httpx.AsyncClient(base_url=url.group(1), timeout=60) as client:
         while (await client.get("/health/ready")).status_code != 200:
             await anyio.sleep(0.1)
+        deadline = time.perf_counter() + seconds  # the load's window starts once the model is ready
 
         async def one_client() -> None:
             nonlocal done
