@@ -152,6 +152,11 @@ async def test_256_concurrent_aio_requests_each_exact(url):
             "StatusCode.RESOURCE_EXHAUSTED",
             "",  # a 16 MB message over the 1 MiB limit: refused by gRPC before it is read
         ),
+        (
+            lambda c: c.get_model_repository_index(),  # a method of the service not served here
+            "StatusCode.UNIMPLEMENTED",
+            "",
+        ),
     ],
 )
 async def test_errors_reach_the_client_with_their_status(url, call, status, says):
