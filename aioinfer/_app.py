@@ -574,9 +574,11 @@ def create_app(
     ``/v2`` infer's JSON header, ``PATCH /v1/settings``) that may hold more than
     ``max_json_values`` values (counted from its separators), 413 before parsing, and so is a JSON
     answer holding more (``Accept: application/json`` on ``/v1``, ``/v2`` outputs not asked as
-    ``binary_data``), before encoding: parsing or building JSON holds the GIL, stalling every other
-    request meanwhile (~0.45 µs a value), so large tensors belong in ``.npy``/``.npz`` (``/v1``),
-    the binary tensor data extension (``/v2``) or gRPC; a body not all received within
+    ``binary_data``), before encoding, and so are gRPC inputs sent as typed ``contents`` (not
+    ``raw_input_contents``): parsing or building JSON, or converting typed contents, holds the GIL,
+    stalling every other request meanwhile (~0.45 µs a value), so large tensors belong in
+    ``.npy``/``.npz`` (``/v1``), the binary tensor data extension (``/v2``) or gRPC's raw contents;
+    a body not all received within
     ``body_timeout`` seconds 408; beyond ``max_queue`` 503 with ``Retry-After``; after ``timeout``
     seconds 504. ``max_queue``: how many calls may wait, accepted and not yet running on the device
     (here: requests whose inputs are decoded, beyond what the model runs at once), before the next

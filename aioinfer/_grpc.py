@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from . import _codecs as codecs
 from . import _oip as oip
 from . import _oip_routes as routes
-from ._errors import AioInferError, DecodeError
+from ._errors import AioInferError, DecodeError, TooLargeError
 from ._oip_proto import CONTENTS, SERVICE, messages
 
 if TYPE_CHECKING:
@@ -73,7 +73,12 @@ class InferenceService:
             # what costs is typed contents to convert: raw contents are only viewed (np.frombuffer)
             typed = sum(tensor.contents.ByteSize() for tensor in request.inputs)
             inline = typed <= codecs.OFF_LOOP_BYTES[codecs.JSON]
-            decode = functools.partial(decode_inputs, expected=expected, limit=service.max_decoded_bytes)
+            decode = functools.partial(
+                decode_inputs,
+                expected=expected,
+                limit=service.max_decoded_bytes,
+                max_values=service.max_json_values,
+            )
             inputs = await service.off_loop(inline, decode, request)
             wanted = [o.name for o in request.outputs] or None
             outputs = await routes.run_request(service, inputs, wanted, inline, parameters(request))
@@ -142,10 +147,13 @@ def parameters(message: Any) -> dict[str, Any]:
     return values
 
 
-def decode_inputs(request: Any, *, expected: Mapping[str, Any], limit: int) -> dict[str, np.ndarray]:
+def decode_inputs(
+    request: Any, *, expected: Mapping[str, Any], limit: int, max_values: int = codecs.MAX_JSON_VALUES
+) -> dict[str, np.ndarray]:
     """The inputs of a ``ModelInferRequest`` by name, from ``raw_input_contents`` (one per input,
-    each exactly its shape's size) or typed ``contents`` (exactly its shape's count), each checked
-    against the model's ``expected`` inputs and all within ``limit`` bytes."""
+    each exactly its shape's size) or typed ``contents`` (exactly its shape's count, at most
+    ``max_values`` in all: Python converts them one by one, holding the GIL, as it parses JSON),
+    each checked against the model's ``expected`` inputs and all within ``limit`` bytes."""
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise DecodeError(
@@ -153,6 +161,8 @@ def decode_inputs(request: Any, *, expected: Mapping[str, Any], limit: int) -> d
         )
     inputs: dict[str, np.ndarray] = {}
     budget = limit
+    if not raw:
+        _check_typed_values(request, max_values)
     for i, tensor in enumerate(request.inputs):
         head = {"name": tensor.name, "shape": list(tensor.shape), "datatype": tensor.datatype}
         name, dtype, shape = oip.check_tensor(head, expected, inputs)
@@ -160,6 +170,18 @@ def decode_inputs(request: Any, *, expected: Mapping[str, Any], limit: int) -> d
         budget -= nbytes
         inputs[name] = _raw(name, raw[i], dtype, shape, nbytes) if raw else _typed(tensor, dtype, shape)
     return inputs
+
+
+def _check_typed_values(request: Any, max_values: int) -> None:
+    """TooLargeError unless the typed ``contents`` of all inputs hold at most ``max_values`` values."""
+    fields = set(CONTENTS.values())  # several datatypes share a field (int_contents, ...)
+    values = sum(len(getattr(t.contents, field)) for t in request.inputs for field in fields)
+    if values > max_values:
+        raise TooLargeError(
+            f"the inputs' typed contents hold {values} values, over max_json_values={max_values}, the "
+            "most this server converts one by one (it holds up every other request meanwhile): send "
+            "them as raw_input_contents"
+        )
 
 
 def _raw_bytes(array: np.ndarray) -> bytes:

@@ -121,6 +121,44 @@ async def test_typed_contents_are_read_as_well_as_raw(url):
     assert "9 values in fp32_contents for shape [2, 4]" in caught.value.details()
 
 
+async def test_typed_contents_are_bounded_by_max_json_values_and_raw_ones_are_not():
+    """Typed contents are converted value by value while holding the GIL, as JSON is parsed: a
+    request with more of them than max_json_values is refused before any is converted."""
+    import grpc
+
+    m = _grpc.messages()
+
+    def request(x: np.ndarray, raw: bool) -> object:
+        message = m["ModelInferRequest"](model_name="linear")
+        tensor = message.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+        if raw:
+            message.raw_input_contents.append(x.tobytes())
+        else:
+            tensor.contents.fp32_contents.extend(x.ravel().tolist())
+        return message
+
+    at, over = (np.arange(n * 4, dtype=np.float32).reshape(n, 4) for n in (2, 3))
+    async with (
+        aioinfer.load(models.linear(), device="CPU", config=models.EXACT) as linear,
+        grpc_serving(create_app({"linear": linear}, max_json_values=8)) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=m["ModelInferRequest"].SerializeToString,
+            response_deserializer=m["ModelInferResponse"].FromString,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(request(over, raw=False))
+        answers = [await call(request(at, raw=False)), await call(request(over, raw=True))]
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "hold 12 values, over max_json_values=8" in caught.value.details()
+    assert "send them as raw_input_contents" in caught.value.details()
+    for x, answer in zip((at, over), answers, strict=True):
+        y = np.frombuffer(answer.raw_output_contents[0], np.float32).reshape(list(answer.outputs[0].shape))
+        np.testing.assert_array_equal(y, models.linear_expected(x))
+
+
 async def test_256_concurrent_aio_requests_each_exact(url):
     async with aiogrpcclient.InferenceServerClient(url) as client:
 

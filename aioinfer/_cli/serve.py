@@ -98,9 +98,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=positive(int),
         default=MAX_JSON_VALUES,
         help="most values a JSON request body (counted from its separators, before parsing: lists "
-        "and keys count too) or a JSON answer may hold, 413 beyond: parsing or building JSON holds "
-        "Python's GIL, stalling every other request meanwhile (~0.45 us a value); send large "
-        "tensors as .npy/.npz (/v1), binary tensor data (/v2) or over gRPC (default: %(default)s)",
+        "and keys count too), a JSON answer or a gRPC request's typed contents may hold, 413 beyond: "
+        "parsing or building them holds Python's GIL, stalling every other request meanwhile "
+        "(~0.45 us a value); send large tensors as .npy/.npz (/v1), binary tensor data (/v2) or "
+        "gRPC raw_input_contents (default: %(default)s)",
     )
     p.add_argument(
         "--max-megapixels",
