@@ -40,7 +40,11 @@ async def serving(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     sock.listen(256)  # connections wait in the backlog until uvicorn accepts: no start-up race
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # idle connections are kept for the whole test: with uvicorn's default of 5 s, a loaded box
+    # could see the server close an idle keep-alive connection just as the client reused it
+    # (httpx.ReadError on a request the server never read)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_keep_alive=300)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
