@@ -116,9 +116,8 @@ def decode_json(
     """The JSON value of ``body``, parsed only if the values it may hold, counted from its
     separators (an upper bound: keys and containers count too), pass :func:`check_json_values`
     (``instead``: what the refusal tells the client to send)."""
-    values = 1 + sum(body.count(c) for c in (b",", b":", b"[", b"{"))
     check_json_values(
-        values,
+        json_values(body),
         "the JSON body holds up to",
         instead,
         max_json_values=max_json_values,
@@ -128,6 +127,12 @@ def decode_json(
         return json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise DecodeError(f"the body is not valid JSON: {exc}") from None
+
+
+def json_values(body: bytes | bytearray) -> int:
+    """An upper bound on the values JSON ``body`` holds, counted from its separators without
+    parsing it (keys and containers count too)."""
+    return 1 + sum(body.count(c) for c in (b",", b":", b"[", b"{"))
 
 
 def check_json_values(

@@ -24,7 +24,7 @@ from . import _codecs as codecs
 from . import _oip as oip
 from . import _oip_routes as routes
 from ._errors import AioInferError, DecodeError, TooLargeError
-from ._oip_proto import CONTENTS, SERVICE, messages
+from ._oip_proto import CONTENTS, SERVICE, messages, typed_values
 
 if TYPE_CHECKING:
     from ._app import Service
@@ -174,8 +174,7 @@ def decode_inputs(
 
 def _check_typed_values(request: Any, max_values: int) -> None:
     """TooLargeError unless the typed ``contents`` of all inputs hold at most ``max_values`` values."""
-    fields = set(CONTENTS.values())  # several datatypes share a field (int_contents, ...)
-    values = sum(len(getattr(t.contents, field)) for t in request.inputs for field in fields)
+    values = typed_values(request.inputs)
     if values > max_values:
         raise TooLargeError(
             f"the inputs' typed contents hold {values} values, over max_json_values={max_values}, the "
@@ -190,7 +189,7 @@ def _raw_bytes(array: np.ndarray) -> bytes:
 
 def _raw(name: str, data: bytes, dtype: np.dtype, shape: list[int], nbytes: int) -> np.ndarray:
     if dtype.kind == "O":
-        return oip.read_bytes(name, data, shape)
+        return oip.read_bytes(f"input {name!r}", data, shape)
     if len(data) != nbytes:
         raise DecodeError(
             f"input {name!r}: {len(data)} bytes of raw_input_contents; "

@@ -17,7 +17,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
         "serving over HTTP (aioinfer serve, aioinfer.asgi)",
         ("starlette", "uvicorn", "prometheus_client", "python_multipart", "grpc"),
     ),
-    "remote": ("remote models (aioinfer.load of an http:// or grpc:// URL)", ("httpx", "grpc")),
+    "remote": ("remote models (aioinfer.load of an http:// or grpc:// URL)", ("aiohttp", "httpx", "grpc")),
     "examples": ("the web examples", ("fastapi", "aiohttp")),
 }
 

@@ -119,7 +119,7 @@ def decode_request(
                     f"input {name!r}: binary_data_size {declared} is past the "
                     f"{len(binary) - offset} bytes left"
                 )
-            inputs[name] = read_bytes(name, binary[offset : offset + declared], shape)
+            inputs[name] = read_bytes(f"input {name!r}", binary[offset : offset + declared], shape)
             offset += declared
             continue
         if declared != nbytes or offset + declared > len(binary):
@@ -276,26 +276,31 @@ def _params(obj: dict[str, Any], what: str) -> dict[str, Any]:
     return params
 
 
-def read_bytes(name: str, data: memoryview | bytes, shape: list[int]) -> np.ndarray:
-    """The elements of a BYTES tensor of ``shape`` from its binary form (each one a 4-byte
-    little-endian length, then that many bytes): exactly ``shape``'s count, filling ``data``."""
-    elements = np.empty(math.prod(shape), np.object_)
+def read_bytes(what: str, data: memoryview | bytes, shape: list[int]) -> np.ndarray:
+    """The elements of BYTES tensor ``what`` (``input 'x'``) of ``shape`` from its binary form
+    (each one a 4-byte little-endian length, then that many bytes): exactly ``shape``'s count,
+    filling ``data``. A count that ``data`` cannot hold is refused before anything is allocated."""
+    count = math.prod(shape)
+    if count * _LENGTH.size > len(data):
+        raise DecodeError(
+            f"{what}: {len(data)} bytes of BYTES data cannot hold the {count} elements of shape "
+            f"{shape} (each takes at least {_LENGTH.size})"
+        )
+    elements = np.empty(count, np.object_)
     offset = 0
-    for i in range(elements.size):
+    for i in range(count):
         if offset + _LENGTH.size > len(data):
-            raise DecodeError(f"input {name!r}: the BYTES data ends before element {i} of {elements.size}")
+            raise DecodeError(f"{what}: the BYTES data ends before element {i} of {count}")
         (length,) = _LENGTH.unpack_from(data, offset)
         offset += _LENGTH.size
         if offset + length > len(data):
             raise DecodeError(
-                f"input {name!r}: BYTES element {i} declares {length} bytes; {len(data) - offset} are left"
+                f"{what}: BYTES element {i} declares {length} bytes; {len(data) - offset} are left"
             )
         elements[i] = bytes(data[offset : offset + length])
         offset += length
     if offset != len(data):
-        raise DecodeError(
-            f"input {name!r}: {len(data) - offset} bytes follow its {elements.size} BYTES elements"
-        )
+        raise DecodeError(f"{what}: {len(data) - offset} bytes follow its {count} BYTES elements")
     return elements.reshape(shape)
 
 

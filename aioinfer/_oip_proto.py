@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -28,6 +29,13 @@ CONTENTS = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
+
+
+def typed_values(tensors: Iterable[Any]) -> int:
+    """The values the typed ``contents`` of ``tensors`` (InferInputTensor, InferOutputTensor) hold
+    in all, counted without converting any."""
+    fields = set(CONTENTS.values())  # several datatypes share a field (int_contents, ...)
+    return sum(len(getattr(t.contents, field)) for t in tensors for field in fields)
 
 
 @functools.cache

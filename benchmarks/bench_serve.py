@@ -15,10 +15,11 @@ its own uvicorn subprocess on 127.0.0.1, all up at once:
   Inference Protocol: ``/v2/models/cls/infer`` with JSON tensors, with the binary tensor data
   extension, and ``ModelInfer`` over gRPC (``raw_input_contents``, one channel per client);
 
-* client-triton, client-grpc, client-http - one ``aioinfer serve``-like OIP server (as ``oip-grpc``)
-  driven by one shared client object per variant: ``tritonclient.grpc.aio``, ``aioinfer.load(
-  "grpc://...")`` and ``aioinfer.load("http://...")``, in alternating rounds (``--rounds``) at the
-  largest ``--clients``, the median of each reported with the ratio to tritonclient;
+* client-triton, client-grpc, client-triton-http, client-http - one ``aioinfer serve``-like OIP
+  server (as ``oip-grpc``) driven by one shared client object per variant: ``tritonclient.grpc.aio``,
+  ``aioinfer.load("grpc://...")``, ``tritonclient.http.aio`` (binary data) and
+  ``aioinfer.load("http://...")``, in alternating rounds (``--rounds``) at the largest
+  ``--clients``, the median of each reported with the ratio to ``tritonclient.grpc.aio``;
 
 at 1, 16 and 64 concurrent clients (aiohttp, one connection each, a bounded number of requests),
 beside the model's own ceiling: ``openvino.AsyncInferQueue`` with batch-1 jobs, no HTTP, and the
@@ -31,7 +32,8 @@ ratio is reported as its median over the rounds, with its range.
     python benchmarks/bench_serve.py
     python benchmarks/bench_serve.py --variants batched oip-binary oip-grpc --clients 64 --requests 3000
     python benchmarks/bench_serve.py --requests 400 --clients 1 16 64 --rounds 3 --json bench_serve.json
-    python benchmarks/bench_serve.py --variants client-triton client-grpc client-http --clients 64
+    python benchmarks/bench_serve.py --variants client-triton client-grpc client-triton-http client-http \
+        --clients 64
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ KIND = "cls"  # set from --model, in the harness and in each server subprocess
 SHAPE = SHAPES[KIND]
 BATCH = 16  # the batching servers' max_batch_size, set from --max-batch-size likewise
 SERVERS = ("echo", "naive", "executor", "aioinfer", "batched", "oip-json", "oip-binary", "oip-grpc")
-CLIENTS = ("client-triton", "client-grpc", "client-http")  # one shared client object, one OIP server
+# one shared client object, one OIP server
+CLIENTS = ("client-triton", "client-grpc", "client-triton-http", "client-http")
 VARIANTS = SERVERS + CLIENTS
 GRPC_OFFSET = 1000  # an OIP server's gRPC port: its HTTP port + this
 CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT"}
@@ -257,6 +260,27 @@ async def shared_client(url: str, variant: str, clients: int):
         finally:
             await client.close()
         return
+    if variant == "client-triton-http":
+        import tritonclient.http.aio as triton_http
+
+        client = triton_http.InferenceServerClient(url.split("://", 1)[1], conn_limit=clients)
+        try:
+            output = (await client.get_model_metadata(KIND))["outputs"][0]["name"]
+            tensor = triton_http.InferInput("x", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x, binary_data=True)
+            wanted = [triton_http.InferRequestedOutput(output, binary_data=True)]
+
+            async def call_triton_http() -> bool:
+                try:
+                    answer = await client.infer(KIND, [tensor], outputs=wanted)
+                    return answer.as_numpy(output).shape[0] == 1
+                except Exception:  # tritonclient raises its own errors and aiohttp's
+                    return False
+
+            yield call_triton_http
+        finally:
+            await client.close()
+        return
     import aioinfer
 
     remote = f"grpc://{grpc_address}/{KIND}" if variant == "client-grpc" else f"{url}/v2/models/{KIND}"
@@ -390,12 +414,12 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def report_clients(results: dict[str, dict[str, float]], clients: int) -> None:
     print(f"model: PP-OCR {KIND} {SHAPE}; one OIP server, {clients} concurrent callers of one client")
-    print(f"{'client':<15}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}{'x triton':>10}")
+    print(f"{'client':<20}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}{'x triton':>10}")
     triton = results.get("client-triton", {}).get("rps")
     for variant, r in results.items():
         ratio = f"{r['rps'] / triton:.2f}" if triton else "-"
         row = f"{r['rps']:>8.0f}{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['errors']:>8.0f}{ratio:>10}"
-        print(f"{variant:<15}{row}")
+        print(f"{variant:<20}{row}")
 
 
 def report_servers(runs: list[dict[str, Any]], variants: list[str], clients: list[int]) -> None:

@@ -210,7 +210,7 @@ def test_bench_serve_servers(tmp_path: Path) -> None:
         assert all(positive(result[k]) for k in ("rps", "p50_ms", "p99_ms")), (variant, result)
 
 
-CLIENTS = ("client-triton", "client-grpc", "client-http")
+CLIENTS = ("client-triton", "client-grpc", "client-triton-http", "client-http")
 
 
 def test_bench_serve_clients(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ converted silently."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -57,3 +58,26 @@ def test_uint64_beyond_int64_is_read_exactly() -> None:
     request = decode_request(bytearray(body.encode()), None, max_decoded_bytes=2**20, expected=expected)
     assert request.inputs["big"].dtype == np.uint64
     assert request.inputs["big"].tolist() == [2**64 - 1, 1, 2**63]
+
+
+def test_bytes_of_a_count_their_data_cannot_hold_are_refused_before_allocation() -> None:
+    """A BYTES input of 2**24 elements in 8 bytes (each element takes at least its 4-byte length):
+    refused before 2**24 element slots (128 MiB) are allocated, though within max_decoded_bytes."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "s", "shape": [2**24], "datatype": "BYTES", "parameters": {"binary_data_size": 8}}
+            ]
+        }
+    ).encode()
+    expected = {"s": TensorInfo("s", ("s",), (-1,), "string", np.dtype(object))}
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match=r"input 's': 8 bytes of BYTES data cannot hold the 16777216"):
+            decode_request(
+                bytearray(header + bytes(8)), str(len(header)), max_decoded_bytes=2**30, expected=expected
+            )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20

@@ -11,13 +11,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _bridge
+from .._checks import check_positive
+from .._codecs import MAX_JSON_VALUES
 from .._errors import EventLoopError
 from .._install import require
 from .._model import AsyncModel, _Loading
-from ._model import RemoteModel, Transport
+from ._model import Bounds, RemoteModel, Transport
 
 DEFAULT_REQUESTS = 64  # requests in flight at once, by default
-OPTIONS = {"binary_data": True, "connect_timeout": 10.0, "headers": {}}  # config= of a URL, defaults
+MAX_ANSWER_BYTES = 256 * 2**20  # as a server's max_decoded_bytes
+# config= of a URL, and its defaults
+OPTIONS: dict[str, Any] = {
+    "binary_data": True,
+    "connect_timeout": 10.0,
+    "headers": {},
+    "max_answer_bytes": MAX_ANSWER_BYTES,
+    "max_json_values": MAX_JSON_VALUES,
+}
 _HTTP_PATH = re.compile(r"^(?P<prefix>.*)/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/?$")
 _GRPC_PATH = re.compile(r"^/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/?$")
 
@@ -27,8 +37,12 @@ def load_url(
 ) -> _Loading[AsyncModel]:
     """What ``aioinfer.load(url)`` returns for a URL: the model's metadata read from its server
     when awaited. ``config``: the client's options ``binary_data`` (HTTP: ``False`` sends and
-    asks JSON tensors), ``connect_timeout`` (seconds) and ``headers`` (HTTP headers, gRPC
-    metadata). Raises :class:`ValueError` at once for a URL of another form or an unknown option."""
+    asks JSON tensors), ``connect_timeout`` (seconds, also the most the metadata may take),
+    ``headers`` (HTTP headers, gRPC metadata), and the bounds on what the server may make this
+    process allocate: ``max_answer_bytes`` (one answer, as received and as decoded) and
+    ``max_json_values`` (values of a JSON answer or typed gRPC contents, converted one by one
+    holding the GIL). Raises :class:`ValueError` at once for a URL of another form, an unknown
+    option or a bound that is not a positive integer."""
     options = _options(config)
     scheme = url.partition("://")[0].lower()
     if scheme not in ("http", "https", "grpc", "grpcs"):
@@ -62,7 +76,11 @@ def _options(config: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ValueError(
             f"unknown option(s) {sorted(unknown)} in config of a remote model: it takes {sorted(OPTIONS)}"
         )
-    return {**OPTIONS, **(config or {})}
+    options = {**OPTIONS, **(config or {})}
+    for bound in ("max_answer_bytes", "max_json_values"):
+        check_positive(bound, options[bound], integer=True)
+    check_positive("connect_timeout", options["connect_timeout"])
+    return options
 
 
 def _transport(
@@ -71,14 +89,17 @@ def _transport(
     """The transport of ``url``, on the running loop (gRPC: asyncio only)."""
     require("remote")
     headers, timeout = options["headers"], float(options["connect_timeout"])
+    bounds = Bounds(options["max_answer_bytes"], options["max_json_values"])
     if scheme.startswith("http"):
         from ._http import HttpTransport
 
         return HttpTransport(
             url,
+            backend=_bridge.current().backend,
             binary=bool(options["binary_data"]),
             headers=headers,
             connect_timeout=timeout,
+            bounds=bounds,
         )
     if _bridge.current().backend != "asyncio":
         raise EventLoopError(f"{url}: grpc.aio runs on asyncio only; under trio, use the model's http:// URL")
@@ -93,4 +114,5 @@ def _transport(
         secure=scheme == "grpcs",
         headers=headers,
         connect_timeout=timeout,
+        bounds=bounds,
     )

@@ -1,6 +1,8 @@
-"""The Open Inference Protocol over HTTP, client side, on httpx (asyncio and trio): model metadata
-and ``/infer`` with the binary tensor data extension (inputs and outputs as raw bytes after a JSON
-header) or, with ``binary_data=False``, JSON tensors. One ``httpx.AsyncClient`` per model."""
+"""The Open Inference Protocol over HTTP, client side (asyncio and trio): model metadata and
+``/infer`` with the binary tensor data extension (inputs and outputs as raw bytes after a JSON
+header) or, with ``binary_data=False``, JSON tensors, over a keep-alive :mod:`._sessions` session.
+What a server answers is read within :class:`~aioinfer._remote._model.Bounds` (bytes as received and
+as decoded, JSON values counted before they are parsed)."""
 
 from __future__ import annotations
 
@@ -10,96 +12,76 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
-import httpx
 import numpy as np
 
 from .. import _codecs as codecs
 from .. import _oip as oip
 from .._errors import InferenceError, ModelLoadError, ServerConnectionError
-from ._model import Tensor, output_array, server_error
+from ._model import Bounds, Tensor, coded, output_array, output_dtype, output_shape, server_error
+from ._sessions import session
 
-KEEPALIVE_S = 2.0  # an idle connection is closed after this many seconds
-# how a request sent on a connection the server has just closed fails
-_STALE = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+_ERROR_JSON_BYTES = 64 * 1024  # an error answer's JSON is parsed up to this size, else shown as text
 
 
 class HttpTransport:
-    """Requests to ``url`` (``http(s)://host:port[/prefix]/v2/models/NAME[/versions/V]``), each on
-    a keep-alive connection of its own: as many as the model's requests in flight, made as needed
-    and kept for the next request. (Clients of one connection each: httpx's shared pool scans all
-    its connections, polling each socket, for every request it assigns, which at 64 connections
-    costs more than the request.) A request whose kept-alive connection the server closed as it
-    went out, unanswered, is sent once more on a new connection."""
+    """Requests to ``url`` (``http(s)://host:port[/prefix]/v2/models/NAME[/versions/V]``) from the
+    event loop ``backend`` (``asyncio``, ``trio``), on keep-alive connections: as many as the
+    model's requests in flight, made as needed and kept for the next request."""
 
-    def __init__(self, url: str, *, binary: bool, headers: Mapping[str, str], connect_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        backend: str,
+        binary: bool,
+        headers: Mapping[str, str],
+        connect_timeout: float,
+        bounds: Bounds,
+    ) -> None:
         self.url = url
         self._binary = binary
-        self._options: dict[str, Any] = {
-            "headers": dict(headers),
-            "timeout": httpx.Timeout(None, connect=connect_timeout),
-            # idle connections are dropped here before a server does (uvicorn after 5 s, httpx's
-            # own default too): a request sent as the server closes its connection fails
-            "limits": httpx.Limits(
-                max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_S
-            ),
-        }
-        self._clients: list[httpx.AsyncClient] = []  # every one made, idle or not
-        self._idle: list[httpx.AsyncClient] = []
-        self._served: set[httpx.AsyncClient] = set()  # clients whose connection has been answered on
+        self._bounds = bounds
+        self._connect_timeout = connect_timeout
+        self._session = session(backend, url, headers=headers, connect_timeout=connect_timeout, bounds=bounds)
         self._infer_url = url.rstrip("/") + "/infer"
 
     async def metadata(self) -> dict[str, Any]:
-        response = await self._send("GET", self.url)
-        metadata = _json(response.content)
-        if not isinstance(metadata, dict):
+        """The model's metadata, answered within ``connect_timeout`` seconds in all."""
+        with anyio.move_on_after(self._connect_timeout):
+            _, body = await self._send("GET", self.url)
+            metadata = _json(body, self._bounds, "its metadata")
+            if isinstance(metadata, dict):
+                return metadata
             raise ModelLoadError(f"{self.url} answered metadata that is not a JSON object")
-        return metadata
+        raise ServerConnectionError(
+            f"{self.url} did not answer the model's metadata within "
+            f"connect_timeout={self._connect_timeout:g} s"
+        )
 
     async def infer(self, tensors: Sequence[Tensor]) -> dict[str, np.ndarray]:
+        # binary data is only copied, JSON costs far more a byte: each is coded here while cheap
         size = sum(a.nbytes for _, _, a in tensors)
-        inline = size <= codecs.OFF_LOOP_BYTES[codecs.JSON]
         encode = encode_binary if self._binary else encode_json
-        body, headers = encode(tensors) if inline else await anyio.to_thread.run_sync(encode, tensors)
-        response = await self._send("POST", self._infer_url, content=body, headers=headers)
-        length = response.headers.get(oip.HEADER_LENGTH)
-        if len(response.content) <= codecs.OFF_LOOP_BYTES[codecs.JSON]:
-            return decode_response(response.content, length)
-        return await anyio.to_thread.run_sync(decode_response, response.content, length)
+        inline = size <= codecs.OFF_LOOP_BYTES[codecs.NPY if self._binary else codecs.JSON]
+        body, headers = await coded(inline, encode, tensors)
+        answer_headers, answer = await self._send("POST", self._infer_url, body, headers)
+        length = answer_headers.get(oip.HEADER_LENGTH)
+        head = _header_size(answer, length)
+        data = len(answer) - head
+        inline = head <= codecs.OFF_LOOP_BYTES[codecs.JSON] and data <= codecs.OFF_LOOP_BYTES[codecs.NPY]
+        return await coded(inline, decode_response, answer, length, self._bounds)
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """The server's answer, read whole; a non-200 answer as its aioinfer error."""
-        client = self._client()
-        try:
-            try:
-                response = await client.request(method, url, **kwargs)
-            except _STALE:
-                if client not in self._served:
-                    raise
-                # its kept-alive connection was closed by the server as the request went out (no
-                # answer came): once more, on a new connection
-                response = await client.request(method, url, **kwargs)
-            self._served.add(client)
-        except httpx.TransportError as exc:
-            raise ServerConnectionError(f"cannot reach {self.url}: {exc!r}") from exc
-        finally:
-            self._idle.append(client)
-        if response.status_code != 200:
-            raise server_error(response.status_code, _message(response), self.url)
-        return response
-
-    def _client(self) -> httpx.AsyncClient:
-        """An idle client (its connection open, if the server kept it), or a new one."""
-        if self._idle:
-            return self._idle.pop()
-        client = httpx.AsyncClient(**self._options)
-        self._clients.append(client)
-        return client
+    async def _send(
+        self, method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> tuple[Mapping[str, str], bytes]:
+        """The server's answer (headers, body); a non-200 answer as its aioinfer error."""
+        status, answer_headers, answer = await self._session.send(method, url, body, headers or {})
+        if status != 200:
+            raise server_error(status, _message(answer), self.url)
+        return answer_headers, answer
 
     async def aclose(self) -> None:
-        clients, self._clients, self._idle = self._clients, [], []
-        self._served.clear()
-        for client in clients:
-            await client.aclose()
+        await self._session.aclose()
 
 
 def encode_binary(tensors: Sequence[Tensor]) -> tuple[bytes, dict[str, str]]:
@@ -135,49 +117,83 @@ def _json_values(array: np.ndarray) -> list[Any]:
     return [v.decode("utf-8") for v in values] if array.dtype.kind == "O" else values
 
 
-def decode_response(body: bytes, header_length: str | None) -> dict[str, np.ndarray]:
-    """The outputs of an ``/infer`` answer by name: JSON ``data`` or binary data after the header."""
-    size = int(header_length) if header_length is not None and header_length.isdigit() else len(body)
-    head = _json(body[:size])
+def decode_response(body: bytes, header_length: str | None, bounds: Bounds) -> dict[str, np.ndarray]:
+    """The outputs of an ``/infer`` answer by name: JSON ``data`` or binary data after the header,
+    its JSON parsed only if it holds at most ``bounds.max_json_values`` values; the binary data
+    exactly that of the outputs, each answered once."""
+    size = _header_size(body, header_length)
+    head = _json(body[:size], bounds, "JSON")
     data = memoryview(body)[size:]
     outputs: dict[str, np.ndarray] = {}
     offset = 0
     try:
         for tensor in head["outputs"]:
             name, datatype, shape = tensor["name"], tensor["datatype"], tensor["shape"]
+            if name in outputs:
+                raise InferenceError(f"the server answered output {name!r} twice")
             nbytes = tensor.get("parameters", {}).get("binary_data_size")
             if nbytes is None:
                 outputs[name] = _from_json(name, datatype, shape, tensor["data"])
-            else:
-                outputs[name] = output_array(name, datatype, shape, data[offset : offset + nbytes])
-                offset += nbytes
+                continue
+            if type(nbytes) is not int or not 0 <= nbytes <= len(data) - offset:
+                raise InferenceError(
+                    f"the server answered output {name!r} with binary_data_size {nbytes!r:.40}: "
+                    f"{len(data) - offset} bytes of binary data are left"
+                )
+            outputs[name] = output_array(name, datatype, shape, data[offset : offset + nbytes])
+            offset += nbytes
     except (KeyError, TypeError, AttributeError) as exc:
         raise InferenceError(f"the server's answer is not the protocol's: {exc!r:.200}") from None
+    if offset != len(data):
+        raise InferenceError(f"the server answered {len(data) - offset} bytes past its outputs' binary data")
     return outputs
 
 
+def _header_size(body: bytes, header_length: str | None) -> int:
+    """The bytes of an answer's JSON part: its ``Inference-Header-Content-Length``, else all."""
+    if header_length is None:
+        return len(body)
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise InferenceError(
+            f"the server answered Inference-Header-Content-Length {header_length[:40]!r} "
+            f"for {len(body)} bytes"
+        )
+    return int(header_length)
+
+
 def _from_json(name: str, datatype: str, shape: list[int], values: list[Any]) -> np.ndarray:
-    dtype = oip.DATATYPES.get(datatype)
-    if dtype is None or len(values) != math.prod(shape):
+    dtype, shape = output_dtype(name, datatype), output_shape(name, shape)
+    if not isinstance(values, list) or len(values) != math.prod(shape):
         raise InferenceError(
             f"the server answered output {name!r} as {len(values)} {datatype} values for {shape}"
         )
     if dtype.kind == "O":
-        return np.array([v.encode() if isinstance(v, str) else v for v in values], dtype).reshape(shape)
-    return np.array(values, dtype).reshape(shape)
+        if not all(isinstance(v, str) for v in values):
+            raise InferenceError(f"the server answered output {name!r} as BYTES that are not all strings")
+        return np.array([v.encode() for v in values], dtype).reshape(shape)
+    try:
+        array = np.array(values, dtype)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InferenceError(
+            f"the server answered output {name!r} with values that are not {datatype}: {exc}"
+        ) from None
+    return array.reshape(shape)
 
 
-def _json(body: bytes) -> Any:
+def _json(body: bytes, bounds: Bounds, what: str) -> Any:
+    """The JSON value of ``body`` (``what`` the server answered), if it holds at most
+    ``bounds.max_json_values`` values, counted from its separators before it is parsed."""
+    bounds.check_values(codecs.json_values(body), what)
     try:
         return json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InferenceError(f"the server answered with JSON that does not parse: {exc}") from None
 
 
-def _message(response: httpx.Response) -> str:
+def _message(body: bytes) -> str:
     """What a server said about a failure: ``{"error": ...}`` as the protocol has it, else its text."""
     try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
+        error = json.loads(body).get("error") if len(body) <= _ERROR_JSON_BYTES else None
+    except (ValueError, AttributeError, RecursionError):
         error = None
-    return str(error) if error else (response.text[:500] or response.reason_phrase)
+    return str(error) if error else (body[:500].decode("utf-8", "replace") or "no message")

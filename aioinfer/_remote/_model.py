@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import anyio
 import numpy as np
@@ -18,6 +19,7 @@ from .. import _oip as oip
 from .._errors import (
     AioInferError,
     ClosedError,
+    DecodeError,
     InferenceError,
     InferTimeout,
     InputDtypeError,
@@ -35,6 +37,33 @@ from .._runner import Arrays
 from .._stats import Recorder, Stats
 
 Tensor = tuple[str, str, np.ndarray]  # an input as sent: its name, OIP datatype and array
+_RAISE_IT = "raise it in load(url, config=...)"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The most one answer of a server may make this process hold (``load(url, config=...)``)."""
+
+    max_answer_bytes: int  # the answer's bytes, as received and as decoded
+    max_json_values: int  # JSON values or typed contents, converted one by one holding the GIL
+
+    def check_bytes(self, nbytes: int) -> None:
+        """:class:`TooLargeError` if an answer of ``nbytes`` bytes is over ``max_answer_bytes``."""
+        if nbytes > self.max_answer_bytes:
+            raise TooLargeError(
+                f"the server's answer takes {nbytes} bytes or more, over max_answer_bytes="
+                f"{self.max_answer_bytes}, the most this client reads of one answer: {_RAISE_IT}"
+            )
+
+    def check_values(self, values: int, what: str) -> None:
+        """:class:`TooLargeError` if ``what`` of ``values`` values is over ``max_json_values``."""
+        if values > self.max_json_values:
+            raise TooLargeError(
+                f"the server's answer holds {what} of up to {values} values, over max_json_values="
+                f"{self.max_json_values}, the most this client converts one by one (every other task "
+                f"of this thread waits meanwhile): ask for binary data, or {_RAISE_IT}"
+            )
 
 
 class Transport(Protocol):
@@ -246,37 +275,82 @@ def _tensors(metadata: Mapping[str, Any], key: str) -> tuple[TensorInfo, ...]:
     """The model's ``key`` ("inputs", "outputs") from its metadata; :class:`ModelLoadError` if
     the server's metadata is not the protocol's."""
     try:
-        return tuple(tensor_info(t) for t in metadata[key])
+        tensors = tuple(tensor_info(t) for t in metadata[key])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"the server's model metadata has no valid {key!r}: {exc!r:.200}") from None
+    names = [t.name for t in tensors]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ModelLoadError(f"the server's model metadata names {key} {twice} more than once")
+    return tensors
 
 
 def tensor_info(meta: Mapping[str, Any]) -> TensorInfo:
     """A :class:`TensorInfo` of one tensor of the protocol's metadata (``-1``: a dynamic size);
-    ``dtype`` is ``None`` for a datatype numpy cannot hold (BF16, ...)."""
-    name, datatype = str(meta["name"]), str(meta["datatype"])
-    shape = tuple(int(d) for d in meta["shape"])
+    ``dtype`` is ``None`` for a datatype numpy cannot hold (BF16, ...). ``ValueError`` for a shape
+    that is not a list of at most :data:`~aioinfer._oip.MAX_DIMS` sizes >= -1 within int64."""
+    name, datatype, shape = str(meta["name"]), str(meta["datatype"]), meta["shape"]
+    if (
+        isinstance(shape, (str, bytes, Mapping))
+        or len(shape) > oip.MAX_DIMS
+        or not all(type(d) is int and -1 <= d < 2**63 for d in shape)
+    ):
+        raise ValueError(
+            f"input or output {name!r}: shape {shape!r:.100}, expected a list of at most "
+            f"{oip.MAX_DIMS} sizes >= -1"
+        )
     dtype = oip.DATATYPES.get(datatype)
     if dtype is None:
         element = datatype.lower()
     else:
         element = "string" if dtype.kind == "O" else ov.Type(dtype).get_type_name()
-    return TensorInfo(name, (name,), shape, element, dtype)
+    return TensorInfo(name, (name,), tuple(shape), element, dtype)
 
 
-def output_array(name: str, datatype: str, shape: Sequence[int], data: bytes | memoryview) -> np.ndarray:
-    """Output ``name`` of the server's answer from its raw bytes, a writable array of its own."""
-    dtype = oip.DATATYPES.get(datatype)
-    if dtype is None:
-        raise InferenceError(f"the server answered output {name!r} as {datatype!r}, which numpy cannot hold")
-    shape = [int(d) for d in shape]
+def output_array(name: str, datatype: str, shape: Iterable[Any], data: bytes | memoryview) -> np.ndarray:
+    """Output ``name`` of the server's answer from its raw bytes, a writable array of its own;
+    :class:`InferenceError` for one that is not the protocol's (checked before it is allocated)."""
+    dtype = output_dtype(name, datatype)
+    shape = output_shape(name, shape)
     if dtype.kind == "O":
-        return oip.read_bytes(name, data, shape)
+        try:
+            return oip.read_bytes(f"output {name!r}", data, shape)
+        except DecodeError as exc:
+            raise InferenceError(f"the server's answer is not the protocol's: {exc}") from None
     if len(data) != math.prod(shape) * dtype.itemsize:
         raise InferenceError(
             f"the server answered output {name!r} {datatype}{shape} with {len(data)} bytes of data"
         )
     return np.frombuffer(bytearray(data), dtype).reshape(shape)
+
+
+async def coded(inline: bool, func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)``, encoding or decoding tensors: here if ``inline`` (cheap enough for the
+    event loop), else on a worker thread."""
+    return func(*args) if inline else await anyio.to_thread.run_sync(func, *args)
+
+
+def output_dtype(name: str, datatype: str) -> np.dtype:
+    """The numpy dtype of output ``name`` answered as ``datatype``; :class:`InferenceError` if none."""
+    dtype = oip.DATATYPES.get(datatype)
+    if dtype is None:
+        raise InferenceError(
+            f"the server answered output {name!r} as {datatype!r:.40}, which numpy cannot hold"
+        )
+    return dtype
+
+
+def output_shape(name: str, shape: Iterable[Any]) -> list[int]:
+    """The shape of output ``name`` as answered; :class:`InferenceError` unless it is a list of at
+    most :data:`~aioinfer._oip.MAX_DIMS` sizes >= 0."""
+    listed = isinstance(shape, Iterable) and not isinstance(shape, (str, bytes, Mapping))
+    dims = list(shape) if listed else None
+    if dims is None or len(dims) > oip.MAX_DIMS or not all(type(d) is int and d >= 0 for d in dims):
+        raise InferenceError(
+            f"the server answered output {name!r} with shape {shape!r:.100}: a shape is a list of at "
+            f"most {oip.MAX_DIMS} sizes >= 0"
+        )
+    return dims
 
 
 def server_error(status: int, message: str, url: str) -> AioInferError:
