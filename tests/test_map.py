@@ -211,7 +211,10 @@ async def test_cancelling_the_consumer_stops_everything(video, slow_probe):
     assert not source_threads()
     await slow_probe.aclose()
     assert_idle(slow_probe)
-    assert slow_probe.stats().cancelled > 0
+    # every job accounted for; how many were still running when the cancellation came (and so
+    # count as cancelled) depends on the box's timing (CI once saw all 4 finished)
+    stats = slow_probe.stats()
+    assert stats.submitted == stats.completed + stats.cancelled and stats.failed == 0
 
 
 async def test_source_stop_drains_the_frames_in_flight(video, slow_probe):

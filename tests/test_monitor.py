@@ -69,15 +69,18 @@ async def test_a_blocking_call_is_measured_and_logged_with_its_stack(caplog):
     assert "in block_the_loop" in message and "time.sleep(BLOCK)" in message  # the frame that blocked
 
 
-async def test_an_idle_loop_has_no_slow_events_and_a_consistent_histogram(caplog):
+async def test_an_idle_loop_logs_each_slow_event_once_and_has_a_consistent_histogram(caplog):
+    """Idle, the loop should have no slow event at 0.5 s; but a shared box can stall any process
+    that long (CI saw one), so the test holds for any count: each one logged once, and the
+    figures consistent with it."""
     caplog.set_level(logging.WARNING, logger="aioinfer.loop")
-    async with aioinfer.monitor_loop(interval=0.005, slow_threshold=0.5) as monitor:  # no noise at 0.5 s
+    async with aioinfer.monitor_loop(interval=0.005, slow_threshold=0.5) as monitor:
         await beats(monitor, 20)
     stats, (buckets, lag_sum) = monitor.stats(), monitor.histogram()  # stopped: they agree
-    assert stats.slow == 0 and not [r for r in caplog.records if r.name == "aioinfer.loop"]
+    assert stats.slow == len([r for r in caplog.records if r.name == "aioinfer.loop"])
     p50, p99 = stats.lag_ms.p50, stats.lag_ms.p99
     assert p50 is not None and p99 is not None and stats.max_ms is not None
-    assert 0 <= p50 <= p99 <= stats.max_ms < stats.slow_threshold_ms
+    assert 0 <= p50 <= p99 <= stats.max_ms
     assert buckets[-1] == (math.inf, stats.samples)  # every beat counted once
     assert [count for _, count in buckets] == sorted(count for _, count in buckets)  # cumulative
     assert 0 <= lag_sum <= stats.samples * stats.max_ms / 1e3
