@@ -39,7 +39,7 @@ def load_url(
     when awaited. ``config``: the client's options ``binary_data`` (HTTP: ``False`` sends and
     asks JSON tensors), ``connect_timeout`` (seconds, also the most the metadata may take),
     ``headers`` (HTTP headers, gRPC metadata), and the bounds on what the server may make this
-    process allocate: ``max_answer_bytes`` (one answer, as received and as decoded) and
+    process allocate: ``max_answer_bytes`` (one answer, as declared and as received) and
     ``max_json_values`` (values of a JSON answer or typed gRPC contents, converted one by one
     holding the GIL). Raises :class:`ValueError` at once for a URL of another form, an unknown
     option or a bound that is not a positive integer."""

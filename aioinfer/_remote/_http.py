@@ -1,8 +1,8 @@
 """The Open Inference Protocol over HTTP, client side (asyncio and trio): model metadata and
 ``/infer`` with the binary tensor data extension (inputs and outputs as raw bytes after a JSON
 header) or, with ``binary_data=False``, JSON tensors, over a keep-alive :mod:`._sessions` session.
-What a server answers is read within :class:`~aioinfer._remote._model.Bounds` (bytes as received and
-as decoded, JSON values counted before they are parsed)."""
+What a server answers is read within :class:`~aioinfer._remote._model.Bounds` (its bytes as they
+arrive, its JSON values counted before they are parsed)."""
 
 from __future__ import annotations
 

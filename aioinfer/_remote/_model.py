@@ -45,7 +45,7 @@ T = TypeVar("T")
 class Bounds:
     """The most one answer of a server may make this process hold (``load(url, config=...)``)."""
 
-    max_answer_bytes: int  # the answer's bytes, as received and as decoded
+    max_answer_bytes: int  # the answer's bytes, as declared and as received
     max_json_values: int  # JSON values or typed contents, converted one by one holding the GIL
 
     def check_bytes(self, nbytes: int) -> None:

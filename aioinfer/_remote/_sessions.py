@@ -60,7 +60,8 @@ class AiohttpSession:
         tracing.on_connection_reuseconn.append(_reused)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+            # connect: name resolution and connecting (no pool to wait for: limit=0)
+            timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout),
             headers={**headers, **IDENTITY},
             trace_configs=[tracing],
             auto_decompress=False,
