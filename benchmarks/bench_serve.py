@@ -5,6 +5,8 @@ Servers on the same model (PP-OCR orientation classifier from the rapidocr wheel
 its own uvicorn subprocess on 127.0.0.1, all up at once:
 
 * echo      - no inference: decodes the body and answers a constant (what HTTP alone costs);
+* echo-grpc - no inference, over gRPC: a ``grpc.aio`` server (uvloop) that parses each
+  ``ModelInferRequest`` and answers a constant (what gRPC alone costs: gRPC's own bound);
 * naive     - an async Starlette endpoint that calls ``compiled_model(x)`` inline (blocks the loop);
 * executor  - the same endpoint with ``run_in_executor`` (one infer request per worker thread);
 * aioinfer  - ``aioinfer.asgi.create_app`` without batching (``max_batch_size=1``);
@@ -56,7 +58,18 @@ SHAPES = {"cls": [1, 3, 48, 192], "rec": [1, 3, 48, 64]}  # ~1.6 ms and ~11 ms a
 KIND = "cls"  # set from --model, in the harness and in each server subprocess
 SHAPE = SHAPES[KIND]
 BATCH = 16  # the batching servers' max_batch_size, set from --max-batch-size likewise
-SERVERS = ("echo", "naive", "executor", "aioinfer", "batched", "oip-json", "oip-binary", "oip-grpc")
+SERVERS = (
+    "echo",
+    "echo-grpc",
+    "naive",
+    "executor",
+    "aioinfer",
+    "batched",
+    "oip-json",
+    "oip-binary",
+    "oip-grpc",
+)
+GRPC = ("echo-grpc", "oip-grpc")  # the servers driven over gRPC
 # one shared client object, one OIP server
 CLIENTS = ("client-triton", "client-grpc", "client-triton-http", "client-http")
 VARIANTS = SERVERS + CLIENTS
@@ -144,7 +157,50 @@ def serve(variant: str, port: int) -> None:
         run = _event_loop_runner()  # the loop aioinfer serve runs on (uvloop when installed)
         run(serve_both(app, host="127.0.0.1", port=port, drain_timeout=5, grpc_port=grpc_port))
         return
+    if variant == "echo-grpc":
+        uvicorn.run(echo_grpc_app(port + GRPC_OFFSET), host="127.0.0.1", port=port, log_level="warning")
+        return
     uvicorn.run(build_app(variant), host="127.0.0.1", port=port, log_level="warning")
+
+
+def echo_grpc_app(grpc_port: int):
+    """An HTTP app answering only ``/health/ready``, running beside it (same loop) a ``grpc.aio``
+    server whose ModelInfer parses the request and answers one [1, 2] FP32 output, no inference."""
+    import grpc
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from aioinfer._oip_proto import SERVICE, messages
+
+    m = messages()
+    answer = m["ModelInferResponse"](model_name=KIND, raw_output_contents=[bytes(8)])
+    answer.outputs.add(name="y", datatype="FP32", shape=[1, 2])
+
+    async def infer(request, context):
+        return answer
+
+    method = grpc.unary_unary_rpc_method_handler(
+        infer,
+        request_deserializer=m["ModelInferRequest"].FromString,
+        response_serializer=m["ModelInferResponse"].SerializeToString,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 2**26)])
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, {"ModelInfer": method}),)
+        )
+        server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+        await server.start()
+        yield
+        await server.stop(1)
+
+    async def ready(request):
+        return JSONResponse({"status": "ready"})
+
+    return Starlette(routes=[Route("/health/ready", ready)], lifespan=lifespan)
 
 
 # -- the clients --------------------------------------------------------------------------------
@@ -187,7 +243,7 @@ def rows(answer: bytes, variant: str, length: str | None) -> int:
 async def connection(url: str, variant: str):
     """One client's connection: a coroutine function sending one request, true if answered right."""
     x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
-    if variant == "oip-grpc":
+    if variant in GRPC:
         import grpc
 
         from aioinfer._grpc import messages
@@ -428,19 +484,26 @@ def report_servers(runs: list[dict[str, Any]], variants: list[str], clients: lis
     top = max(clients)
     limits = [run["ceiling"] for run in runs]
     bounds = [1 / (1 / run["ceiling"] + 1 / run["echo"][top]["rps"]) for run in runs]
+    # the same bound with gRPC's own transport ceiling, when it was measured
+    grpc_bounds = [
+        1 / (1 / run["ceiling"] + 1 / run["echo-grpc"][top]["rps"]) for run in runs if "echo-grpc" in run
+    ]
     print(
         f"model: PP-OCR {KIND} {SHAPE}, batches of up to {BATCH}; "
         f"{len(runs)} alternating rounds, medians (range)"
     )
     print(f"ceiling (AsyncInferQueue, batch-1 jobs, no HTTP): {spread(limits, '.0f')} inferences/s")
-    print(f"combined bound at {top} clients, 1 / (1/ceiling + 1/echo): {spread(bounds, '.0f')} requests/s\n")
+    print(f"combined bound at {top} clients, 1 / (1/ceiling + 1/echo): {spread(bounds, '.0f')} requests/s")
+    if grpc_bounds:
+        print(f"gRPC's own, 1 / (1/ceiling + 1/echo-grpc): {spread(grpc_bounds, '.0f')} requests/s")
+    print()
     print(f"{'server':<10}" + "".join(f"{f'{n} clients: req/s  p50  p99 ms':>34}" for n in clients))
     for variant in variants:
         median = {n: median_run([run[variant][n] for run in runs]) for n in clients}
         row = "".join(f"{r['rps']:>17.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f}" for r in median.values())
         print(f"{variant:<10}{row}")
     print()
-    for variant in variants[1:]:
+    for variant in (v for v in variants[1:] if v != "echo-grpc"):
         rps = [run[variant][top]["rps"] for run in runs]
         errors = sum(run[variant][top]["errors"] for run in runs)
         naive = (
@@ -452,7 +515,13 @@ def report_servers(runs: list[dict[str, Any]], variants: list[str], clients: lis
             f"{variant} at {top} clients: "
             + (f"{spread(naive, '.2f')}x naive, " if naive else "")
             + f"{spread([r / c for r, c in zip(rps, limits, strict=True)], '.2f')}x ceiling, "
-            + f"{spread([r / b for r, b in zip(rps, bounds, strict=True)], '.2f')}x bound, errors {errors}"
+            + f"{spread([r / b for r, b in zip(rps, bounds, strict=True)], '.2f')}x bound, "
+            + (
+                f"{spread([r / b for r, b in zip(rps, grpc_bounds, strict=True)], '.2f')}x gRPC's own bound, "
+                if variant in GRPC and grpc_bounds
+                else ""
+            )
+            + f"errors {errors}"
         )
     if "batched" in variants and "aioinfer" in variants:
         gains = [run["batched"][top]["rps"] / run["aioinfer"][top]["rps"] for run in runs]

@@ -184,26 +184,28 @@ def test_bench_precision(tmp_path: Path) -> None:
 
 
 SERVERS = ("naive", "executor", "aioinfer", "batched", "oip-json", "oip-binary", "oip-grpc")
+ECHOES = ("echo", "echo-grpc")  # no inference: what each transport alone costs
 
 
 def test_bench_serve_servers(tmp_path: Path) -> None:
     out = run_bench(
         "bench_serve.py",
-        *("--variants", *SERVERS, "--clients", "2", "--requests", "20", "--rounds", "1"),
+        *("--variants", "echo-grpc", *SERVERS, "--clients", "2", "--requests", "20", "--rounds", "1"),
         *("--port", str(SERVERS_PORT), "--json", tmp_path / "serve.json"),
     )
     figures(out, rf"^ceiling \(AsyncInferQueue, batch-1 jobs, no HTTP\): {NUMBER} inferences/s$")
     figures(out, rf"^combined bound at 2 clients, 1 / \(1/ceiling \+ 1/echo\): {NUMBER} requests/s$")
-    for variant in ("echo", *SERVERS):
+    figures(out, rf"^gRPC's own, 1 / \(1/ceiling \+ 1/echo-grpc\): {NUMBER} requests/s$")
+    for variant in (*ECHOES, *SERVERS):
         figures(out, rf"^{variant} +{NUMBER} +{NUMBER} +{NUMBER}$")
     for variant in SERVERS:
-        figures(
-            out, rf"^{variant} at 2 clients: {NUMBER}x naive, {NUMBER}x ceiling, {NUMBER}x bound, errors 0$"
-        )
+        ratios = rf"{NUMBER}x naive, {NUMBER}x ceiling, {NUMBER}x bound, "
+        ratios += rf"{NUMBER}x gRPC's own bound, " if variant == "oip-grpc" else ""
+        figures(out, rf"^{variant} at 2 clients: {ratios}errors 0$")
     figures(out, rf"^dynamic batching at 2 clients: {NUMBER}x the requests/s without it$")
     [run] = json.loads((tmp_path / "serve.json").read_text())["rounds"]
-    assert set(run) == {"echo", *SERVERS, "ceiling"} and positive(run["ceiling"])
-    for variant in ("echo", *SERVERS):
+    assert set(run) == {*ECHOES, *SERVERS, "ceiling"} and positive(run["ceiling"])
+    for variant in (*ECHOES, *SERVERS):
         assert set(run[variant]) == {"2"}
         result = run[variant]["2"]
         assert result["errors"] == 0, (variant, result)
