@@ -32,6 +32,7 @@ class CountingServer:
         self.drop = drop
         self.connections = 0
         self.requests: list[tuple[int, bytes]] = []
+        self.heads: list[bytes] = []  # each request's head, lower case
         self.url = ""
 
     async def handle(self, stream: SocketStream) -> None:
@@ -41,6 +42,7 @@ class CountingServer:
         async with stream:
             with contextlib.suppress(*GONE):
                 while head := await reader.receive_until(b"\r\n\r\n", 2**16):
+                    self.heads.append(head.lower())
                     length = next(
                         (
                             int(line.split(b":")[1])
@@ -59,14 +61,20 @@ class CountingServer:
 
 
 @contextlib.asynccontextmanager
-async def serving(drop: set[int]) -> AsyncIterator[tuple[CountingServer, Session]]:
+async def serving(
+    drop: set[int], headers: dict[str, str] | None = None
+) -> AsyncIterator[tuple[CountingServer, Session]]:
     server = CountingServer(drop)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     server.url = f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}/v2/models/m"
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(listener.serve, server.handle)
         client = session(
-            _bridge.current().backend, server.url, headers={}, connect_timeout=5, bounds=Bounds(2**20, 1000)
+            _bridge.current().backend,
+            server.url,
+            headers=headers or {},
+            connect_timeout=5,
+            bounds=Bounds(2**20, 1000),
         )
         try:
             yield server, client
@@ -109,3 +117,14 @@ async def test_a_request_lost_again_after_its_retry_fails() -> None:
         with pytest.raises(aioinfer.ServerConnectionError):
             await client.send("POST", server.url, b"b", {})
     assert server.requests == [(1, b"a"), (1, b"b"), (2, b"b")]
+
+
+async def test_answers_are_asked_for_uncompressed_whatever_the_callers_headers_say() -> None:
+    headers = {"Accept-Encoding": "gzip, br", "x-token": "t"}
+    async with serving(drop=set(), headers=headers) as (server, client):
+        assert (await client.send("POST", server.url, b"a", {}))[2] == b"ok-1"
+    [head] = server.heads
+    assert [line for line in head.split(b"\r\n") if line.startswith(b"accept-encoding:")] == [
+        b"accept-encoding: identity"
+    ]
+    assert b"x-token: t" in head.split(b"\r\n")

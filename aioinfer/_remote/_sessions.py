@@ -62,7 +62,7 @@ class AiohttpSession:
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
             # connect: name resolution and connecting (no pool to wait for: limit=0)
             timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout),
-            headers={**headers, **IDENTITY},
+            headers=_identity(headers),
             trace_configs=[tracing],
             auto_decompress=False,
         )
@@ -122,6 +122,11 @@ async def read_within(headers: Mapping[str, str], chunks: AsyncIterator[bytes], 
     return b"".join(body)
 
 
+def _identity(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` asking for uncompressed answers, whatever encoding they asked for."""
+    return {**{k: v for k, v in headers.items() if k.lower() != "accept-encoding"}, **IDENTITY}
+
+
 async def _reused(session: Any, context: Any, params: Any) -> None:
     """aiohttp's trace hook of a request sent on a kept-alive connection."""
     context.trace_request_ctx.reused = True
@@ -142,7 +147,7 @@ class HttpxSession:
         self._transport_error = httpx.TransportError
         self._stale = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
         self._options: dict[str, Any] = {
-            "headers": {**headers, **IDENTITY},
+            "headers": _identity(headers),
             "timeout": httpx.Timeout(None, connect=connect_timeout),
             # idle connections are dropped here before a server does (uvicorn after 5 s, httpx's
             # own default too): a request sent as the server closes its connection fails
