@@ -185,7 +185,10 @@ class AsyncModel(Mappable[Outputs], AsyncResource):
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop taking work, let what was submitted finish (at most ``timeout`` seconds, then it is
-        failed with ClosedError and given up as a cancelled call is), and release the requests. Idempotent."""
+        failed with ClosedError and given up as a cancelled call is), and release the requests. A
+        copy of the model still compiling for a new input shape (``shape_lanes``) is waited for,
+        past ``timeout``: OpenVINO cannot stop a compile, and it must not outlive the model (nor
+        run on at interpreter exit). Idempotent."""
         await self._pool.aclose(timeout)
 
     @property
