@@ -67,7 +67,7 @@ async def serving(
     server = CountingServer(drop)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     server.url = f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}/v2/models/m"
-    async with anyio.create_task_group() as tasks:
+    async with listener, anyio.create_task_group() as tasks:
         tasks.start_soon(listener.serve, server.handle)
         client = session(
             _bridge.current().backend,

@@ -49,7 +49,8 @@ class HttpTransport:
         """The model's metadata, answered within ``connect_timeout`` seconds in all."""
         with anyio.move_on_after(self._connect_timeout):
             _, body = await self._send("GET", self.url)
-            metadata = _json(body, self._bounds, "its metadata")
+            inline = len(body) <= codecs.OFF_LOOP_BYTES[codecs.JSON]
+            metadata = await coded(inline, _json, body, self._bounds, "its metadata")
             if isinstance(metadata, dict):
                 return metadata
             raise ModelLoadError(f"{self.url} answered metadata that is not a JSON object")
