@@ -29,11 +29,20 @@ bound HTTP and inference sharing the cores set: 1 / (1/ceiling + 1/echo's reques
 ``--rounds`` alternating rounds, each of every server at every client count and then the ceiling:
 a round's ratios compare one moment of a shared box, whose speed drifts between moments; each
 ratio is reported as its median over the rounds, with its range.
-``--variants`` runs only some servers (echo is always run: the bound needs it).
+``--variants`` runs only some servers (echo is always run: the bound needs it). aioinfer's servers
+load the model as ``aioinfer serve`` does by default (``PERFORMANCE_HINT`` THROUGHPUT, the device's
+optimal number of infer requests), or as ``--hint`` and ``--num-requests`` say; the report quotes
+their ``/v1/info``.
+
+The clients all run in this process, on the cores the servers use. Its glibc malloc is told to keep
+freed memory (``mallopt``: trim threshold 64 MiB, mmap threshold 4 MiB) rather than trim and
+re-fault its heap at each large message, which made grpcio's client spend twice the CPU on rec's
+212 KB answers; the servers keep glibc's defaults.
 
     python benchmarks/bench_serve.py
     python benchmarks/bench_serve.py --variants batched oip-binary oip-grpc --clients 64 --requests 3000
     python benchmarks/bench_serve.py --requests 400 --clients 1 16 64 --rounds 3 --json bench_serve.json
+    python benchmarks/bench_serve.py --variants oip-grpc --clients 64 --hint LATENCY --num-requests 2
     python benchmarks/bench_serve.py --variants client-triton client-grpc client-triton-http client-http \
         --clients 64
 """
@@ -43,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import io
 import json
 import subprocess
@@ -58,6 +68,8 @@ SHAPES = {"cls": [1, 3, 48, 192], "rec": [1, 3, 48, 64]}  # ~1.6 ms and ~11 ms a
 KIND = "cls"  # set from --model, in the harness and in each server subprocess
 SHAPE = SHAPES[KIND]
 BATCH = 16  # the batching servers' max_batch_size, set from --max-batch-size likewise
+HINT = "THROUGHPUT"  # aioinfer's servers' PERFORMANCE_HINT (--hint; aioinfer's default)
+NUM_REQUESTS: int | None = None  # their infer requests (--num-requests; None: the device's optimum)
 SERVERS = (
     "echo",
     "echo-grpc",
@@ -70,9 +82,11 @@ SERVERS = (
     "oip-grpc",
 )
 GRPC = ("echo-grpc", "oip-grpc")  # the servers driven over gRPC
+OURS = ("aioinfer", "batched", "oip-json", "oip-binary", "oip-grpc")  # aioinfer's own servers
 # one shared client object, one OIP server
 CLIENTS = ("client-triton", "client-grpc", "client-triton-http", "client-http")
 VARIANTS = SERVERS + CLIENTS
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 GRPC_OFFSET = 1000  # an OIP server's gRPC port: its HTTP port + this
 CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT"}
 
@@ -112,7 +126,12 @@ def build_app(variant: str):
         from aioinfer.asgi import create_app
 
         source = aioinfer.load(
-            model_path(), device="CPU", config=CONFIG, reshape=[-1, *SHAPE[1:]], share_inputs=True
+            model_path(),
+            device="CPU",
+            config={"PERFORMANCE_HINT": HINT},
+            num_requests=NUM_REQUESTS,
+            reshape=[-1, *SHAPE[1:]],
+            share_inputs=True,
         )
         return create_app(
             {KIND: source},
@@ -204,6 +223,19 @@ def echo_grpc_app(grpc_port: int):
 
 
 # -- the clients --------------------------------------------------------------------------------
+
+
+def lean_allocator() -> None:
+    """Keep glibc's malloc in this process, the load generator's, from trimming its heap and
+    re-faulting it at each large message (what made grpcio's client spend 1.5 ms a 212 KB answer
+    of rec, against 0.8 without). The servers keep their defaults: this is the clients' process,
+    which shares the box's cores with them; elsewhere than glibc, nothing changes."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_TRIM_THRESHOLD, 64 * 2**20)
+    libc.mallopt(M_MMAP_THRESHOLD, 4 * 2**20)
 
 
 async def wait_ready(url: str, proc: subprocess.Popen) -> None:
@@ -419,6 +451,9 @@ async def running(variant: str, port: int):
             KIND,
             "--max-batch-size",
             str(BATCH),
+            "--hint",
+            HINT,
+            *(["--num-requests", str(NUM_REQUESTS)] if NUM_REQUESTS else []),
         ]
     )
     try:
@@ -441,13 +476,28 @@ async def bench_servers(
     async with contextlib.AsyncExitStack() as stack:
         urls = {v: await stack.enter_async_context(running(v, port + VARIANTS.index(v))) for v in variants}
         runs, queue = [], ceiling_queue()  # compiled once, measured in every round
+        ours = [url for v, url in urls.items() if v in OURS]
+        setup = await served(ours[0]) if ours else None
         for _ in range(rounds):
             run: dict[str, Any] = {
                 v: {n: await load(url, n, requests, v) for n in clients} for v, url in urls.items()
             }
             run["ceiling"] = ceiling(queue, max(requests, 500))
+            run["served"] = setup
             runs.append(run)
     return runs
+
+
+async def served(url: str) -> str:
+    """How an aioinfer server runs its model, as its ``/v1/info`` says."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/v1/info") as response:
+        info = await response.json()
+    model = info["model"]
+    return (
+        f"{model['config'].get('PERFORMANCE_HINT', 'default')} hint, {model['num_requests']} infer requests"
+    )
 
 
 async def compare_clients(
@@ -492,6 +542,8 @@ def report_servers(runs: list[dict[str, Any]], variants: list[str], clients: lis
         f"model: PP-OCR {KIND} {SHAPE}, batches of up to {BATCH}; "
         f"{len(runs)} alternating rounds, medians (range)"
     )
+    if runs and runs[0]["served"]:
+        print(f"aioinfer's servers (their /v1/info): {runs[0]['served']}")
     print(f"ceiling (AsyncInferQueue, batch-1 jobs, no HTTP): {spread(limits, '.0f')} inferences/s")
     print(f"combined bound at {top} clients, 1 / (1/ceiling + 1/echo): {spread(bounds, '.0f')} requests/s")
     if grpc_bounds:
@@ -535,7 +587,7 @@ def spread(values: list[float], fmt: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global KIND, SHAPE, BATCH
+    global KIND, SHAPE, BATCH, HINT, NUM_REQUESTS
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -550,6 +602,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-batch-size", type=int, default=BATCH, help="rows per batch of the batching servers"
     )
+    parser.add_argument(
+        "--hint",
+        choices=("THROUGHPUT", "LATENCY"),
+        default=HINT,
+        type=str.upper,
+        help="PERFORMANCE_HINT of aioinfer's servers, as aioinfer serve --hint (the ceiling keeps "
+        "THROUGHPUT, the model's best)",
+    )
+    parser.add_argument(
+        "--num-requests", type=int, help="infer requests of aioinfer's servers, as aioinfer serve's"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument(
         "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="servers to run"
@@ -560,9 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     KIND, SHAPE, BATCH = args.model, SHAPES[args.model], args.max_batch_size
+    HINT, NUM_REQUESTS = args.hint, args.num_requests
     if args.serve:
         serve(args.serve, args.port)
         return 0
+    lean_allocator()
 
     compared = [v for v in CLIENTS if v in args.variants]
     if compared:

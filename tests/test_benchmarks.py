@@ -192,7 +192,10 @@ def test_bench_serve_servers(tmp_path: Path) -> None:
         "bench_serve.py",
         *("--variants", "echo-grpc", *SERVERS, "--clients", "2", "--requests", "20", "--rounds", "1"),
         *("--port", str(SERVERS_PORT), "--json", tmp_path / "serve.json"),
+        *("--hint", "LATENCY", "--num-requests", "3"),
     )
+    # the servers' own account of how they run the model: the options reached them
+    assert "aioinfer's servers (their /v1/info): LATENCY hint, 3 infer requests\n" in out
     figures(out, rf"^ceiling \(AsyncInferQueue, batch-1 jobs, no HTTP\): {NUMBER} inferences/s$")
     figures(out, rf"^combined bound at 2 clients, 1 / \(1/ceiling \+ 1/echo\): {NUMBER} requests/s$")
     figures(out, rf"^gRPC's own, 1 / \(1/ceiling \+ 1/echo-grpc\): {NUMBER} requests/s$")
@@ -204,7 +207,8 @@ def test_bench_serve_servers(tmp_path: Path) -> None:
         figures(out, rf"^{variant} at 2 clients: {ratios}errors 0$")
     figures(out, rf"^dynamic batching at 2 clients: {NUMBER}x the requests/s without it$")
     [run] = json.loads((tmp_path / "serve.json").read_text())["rounds"]
-    assert set(run) == {*ECHOES, *SERVERS, "ceiling"} and positive(run["ceiling"])
+    assert set(run) == {*ECHOES, *SERVERS, "ceiling", "served"} and positive(run["ceiling"])
+    assert run["served"] == "LATENCY hint, 3 infer requests"
     for variant in (*ECHOES, *SERVERS):
         assert set(run[variant]) == {"2"}
         result = run[variant]["2"]
