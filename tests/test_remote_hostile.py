@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
+import math
 import socket
 import tracemalloc
 import zlib
@@ -211,7 +213,8 @@ class HostileGrpc:
         )
 
     async def model_infer(self, request: Any, context: Any) -> Any:
-        return (self.infer or honest_model_infer)(request)
+        answer = (self.infer or honest_model_infer)(request)
+        return await answer if inspect.isawaitable(answer) else answer
 
     def handler(self) -> grpc.GenericRpcHandler:
         def method(fn: Callable[..., Any], name: str) -> grpc.RpcMethodHandler:
@@ -300,6 +303,7 @@ async def test_defaults_are_in_effect(http: HostileHttp, rpc: HostileGrpc) -> No
         async with aioinfer.load(url) as model:
             assert model.info.config["max_answer_bytes"] == 256 * 2**20
             assert model.info.config["max_json_values"] == MAX_JSON_VALUES == 300_000
+            assert model.info.config["answer_timeout"] == 300
             np.testing.assert_array_equal((await model(X))["y"], X + 1)
 
 
@@ -308,6 +312,47 @@ async def test_defaults_are_in_effect(http: HostileHttp, rpc: HostileGrpc) -> No
 def test_bad_bounds_are_value_errors_at_load(option: str, value: Any) -> None:
     with pytest.raises(ValueError, match=option):
         aioinfer.load("http://127.0.0.1:1/v2/models/m", config={option: value})
+
+
+@pytest.mark.parametrize("value", [0, -1, "10", math.nan, math.inf, True])
+def test_bad_answer_timeouts_are_value_errors_at_load(value: Any) -> None:
+    with pytest.raises(ValueError, match="answer_timeout"):
+        aioinfer.load("grpc://127.0.0.1:1/m", config={"answer_timeout": value})
+
+
+async def stalled_http(server: HostileHttp, stream: SocketStream, *_: Any) -> None:
+    """Reads the request and never answers, the connection kept open."""
+    await anyio.sleep_forever()
+
+
+async def stalled_grpc(request: Any) -> Any:
+    await anyio.sleep_forever()
+
+
+async def times_out(server: HostileHttp | HostileGrpc, stall: Callable[..., Awaitable[Any]]) -> None:
+    """A server that takes a request and never answers (its process stuck, the connection
+    alive): a call that passes no timeout= still ends, at the model's answer_timeout, and only
+    that call; a timeout= of the call wins over it."""
+    async with aioinfer.load(server.url, config={"answer_timeout": 0.5}) as model:
+        server.infer = stall
+        with anyio.fail_after(30):  # a regression that hangs fails instead
+            with pytest.raises(aioinfer.InferTimeout, match=r"within 0.5 s, the model's answer_timeout"):
+                await model(X)
+            with pytest.raises(aioinfer.InferTimeout, match=r"within 0.2 s$"):
+                await model(X, timeout=0.2)
+        stats = model.stats()
+        assert (stats.cancelled, stats.failed, stats.in_flight) == (2, 0, 0)  # timeouts count as cancelled
+        server.infer = None
+        np.testing.assert_array_equal((await model(X))["y"], X + 1)
+
+
+@BOTH_LOOPS
+async def test_an_http_server_that_stalls_mid_call_times_out_by_default(http: HostileHttp) -> None:
+    await times_out(http, stalled_http)
+
+
+async def test_a_grpc_server_that_stalls_mid_call_times_out_by_default(rpc: HostileGrpc) -> None:
+    await times_out(rpc, stalled_grpc)
 
 
 # -- HTTP -----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _bridge
-from .._checks import check_positive
+from .._checks import check_optional, check_positive
 from .._codecs import MAX_JSON_VALUES
 from .._errors import EventLoopError
 from .._install import require
@@ -19,9 +19,11 @@ from .._model import AsyncModel, _Loading
 from ._model import Bounds, RemoteModel, Transport
 
 DEFAULT_REQUESTS = 64  # requests in flight at once, by default
+ANSWER_TIMEOUT = 300.0  # seconds a call without timeout= waits for its answer, by default
 MAX_ANSWER_BYTES = 256 * 2**20  # as a server's max_decoded_bytes
 # config= of a URL, and its defaults
 OPTIONS: dict[str, Any] = {
+    "answer_timeout": ANSWER_TIMEOUT,
     "binary_data": True,
     "connect_timeout": 10.0,
     "headers": {},
@@ -38,11 +40,13 @@ def load_url(
     """What ``aioinfer.load(url)`` returns for a URL: the model's metadata read from its server
     when awaited. ``config``: the client's options ``binary_data`` (HTTP: ``False`` sends and
     asks JSON tensors), ``connect_timeout`` (seconds, also the most the metadata may take),
-    ``headers`` (HTTP headers, gRPC metadata), and the bounds on what the server may make this
-    process allocate: ``max_answer_bytes`` (one answer, as declared and as received) and
-    ``max_json_values`` (values of a JSON answer or typed gRPC contents, converted one by one
-    holding the GIL). Raises :class:`ValueError` at once for a URL of another form, an unknown
-    option or a bound that is not a positive integer."""
+    ``answer_timeout`` (seconds a call that passes no ``timeout=`` waits for its answer, queue
+    included; ``None``: for ever), ``headers`` (HTTP headers, gRPC metadata), and the bounds on
+    what the server may make this process allocate: ``max_answer_bytes`` (one answer, as declared
+    and as received) and ``max_json_values`` (values of a JSON answer or typed gRPC contents,
+    converted one by one holding the GIL). Raises :class:`ValueError` at once for a URL of another
+    form, an unknown option, a bound that is not a positive integer or a timeout that is not a
+    positive number."""
     options = _options(config)
     scheme = url.partition("://")[0].lower()
     if scheme not in ("http", "https", "grpc", "grpcs"):
@@ -80,6 +84,7 @@ def _options(config: Mapping[str, Any] | None) -> dict[str, Any]:
     for bound in ("max_answer_bytes", "max_json_values"):
         check_positive(bound, options[bound], integer=True)
     check_positive("connect_timeout", options["connect_timeout"])
+    check_optional("answer_timeout", options["answer_timeout"])
     return options
 
 

@@ -129,6 +129,7 @@ class RemoteModel(AsyncModel):
         )
         self._free = anyio.Semaphore(num_requests, fast_acquire=True)
         self._max_queue = max_queue
+        self._answer_timeout: float | None = config.get("answer_timeout")  # for calls without timeout=
         self._stats = Recorder()
         self._queued = 0
         self._running = 0
@@ -142,8 +143,9 @@ class RemoteModel(AsyncModel):
         """Run the model on the server and return its outputs (see :meth:`AsyncModel.infer`).
         Raises :class:`InputError` before anything is sent for inputs that do not fit the
         server's metadata, :class:`QueueFull` when ``max_queue`` callers wait or the server is busy
-        (503), :class:`InferTimeout` after ``timeout`` seconds (the request is abandoned),
-        :class:`ServerConnectionError` when the server cannot be reached."""
+        (503), :class:`InferTimeout` after ``timeout`` seconds, or the model's ``answer_timeout``
+        if none is given (the request is abandoned), :class:`ServerConnectionError` when the
+        server cannot be reached."""
         return await self.run_adapted(self.adapt(inputs), timeout)
 
     __call__ = infer
@@ -164,7 +166,8 @@ class RemoteModel(AsyncModel):
         stats.submitted += 1
         self._pending += 1
         start = time.perf_counter()
-        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        limit = timeout if timeout is not None else self._answer_timeout
+        deadline = math.inf if limit is None else anyio.current_time() + limit
         scope = anyio.CancelScope(deadline=deadline)
         self._scopes.add(scope)
         outcome = "cancelled"
@@ -182,6 +185,11 @@ class RemoteModel(AsyncModel):
         # here only when this call's own scope was cancelled: its timeout, or aclose()'s deadline
         if self._aborted and anyio.current_time() < deadline:
             raise ClosedError("the model was closed while this call was in flight")
+        if timeout is None:
+            raise InferTimeout(
+                f"the server did not answer within {limit:g} s, the model's answer_timeout (pass "
+                "timeout= to the call, or config={'answer_timeout': ...} to load)"
+            )
         raise InferTimeout(f"the server did not answer within {timeout:g} s")
 
     def _admit(self) -> None:
