@@ -119,6 +119,19 @@ async def test_a_request_lost_again_after_its_retry_fails() -> None:
     assert server.requests == [(1, b"a"), (1, b"b"), (2, b"b")]
 
 
+async def test_a_request_lost_on_a_new_connection_after_others_is_not_sent_twice() -> None:
+    """Whether a connection was reused is what counts, not whether the session has been answered
+    before: after its connection is gone, a session's next request goes out on a new connection,
+    and losing it there is final."""
+    async with serving(drop={2, 3, 4}) as (server, client):
+        await client.send("POST", server.url, b"a", {})
+        with pytest.raises(aioinfer.ServerConnectionError):
+            await client.send("POST", server.url, b"b", {})
+        with pytest.raises(aioinfer.ServerConnectionError):
+            await client.send("POST", server.url, b"c", {})
+    assert server.requests == [(1, b"a"), (1, b"b"), (2, b"b"), (3, b"c")]
+
+
 async def test_answers_are_asked_for_uncompressed_whatever_the_callers_headers_say() -> None:
     headers = {"Accept-Encoding": "gzip, br", "x-token": "t"}
     async with serving(drop=set(), headers=headers) as (server, client):

@@ -133,6 +133,12 @@ async def _reused(session: Any, context: Any, params: Any) -> None:
     context.trace_request_ctx.reused = True
 
 
+async def _connected(sent: SimpleNamespace, event: str, info: Any) -> None:
+    """httpcore's trace hook: a request that opens a connection was not sent on a reused one."""
+    if event == "connection.connect_tcp.started":
+        sent.reused = False
+
+
 @functools.cache
 def _tls_context() -> Any:
     """httpx's verifying TLS context, made once a process: each takes ~30 ms of CPU, and every
@@ -168,23 +174,28 @@ class HttpxSession:
         }
         self._clients: list[Any] = []  # every one made, idle or not
         self._idle: list[Any] = []
-        self._served: set[Any] = set()  # clients whose connection has been answered on
 
     async def send(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
         client = self._client()
-        request = client.build_request(method, url, content=body, headers=headers)
+        sent = SimpleNamespace(reused=True)  # until httpcore's trace says it connected
+        request = client.build_request(
+            method,
+            url,
+            content=body,
+            headers=headers,
+            extensions={"trace": functools.partial(_connected, sent)},
+        )
         try:
             try:
                 response = await client.send(request, stream=True)
             except self._stale:
-                if client not in self._served:
+                if not sent.reused:
                     raise
                 response = await client.send(request, stream=True)
             try:
                 answer = await self._read(response)
             finally:
                 await response.aclose()
-            self._served.add(client)
         except self._transport_error as exc:
             raise ServerConnectionError(f"cannot reach {self._url}: {exc!r}") from exc
         finally:
@@ -206,6 +217,5 @@ class HttpxSession:
 
     async def aclose(self) -> None:
         clients, self._clients, self._idle = self._clients, [], []
-        self._served.clear()
         for client in clients:
             await client.aclose()
