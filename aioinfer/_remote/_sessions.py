@@ -135,7 +135,7 @@ async def _reused(session: Any, context: Any, params: Any) -> None:
 
 async def _connected(sent: SimpleNamespace, event: str, info: Any) -> None:
     """httpcore's trace hook: a request that opens a connection was not sent on a reused one."""
-    if event == "connection.connect_tcp.started":
+    if event.startswith("connection.connect_"):  # connect_tcp, connect_unix_socket: .started
         sent.reused = False
 
 
